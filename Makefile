@@ -1,0 +1,31 @@
+# The README's commands. Each target sets up what it needs itself (a venv in .venv).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev,terraform]'
+	touch $(STAMP)
+
+demo: $(STAMP)  ## the main job: validate the templates, compile the web app for `local`
+	$(BIN)/slipstream validate templates
+	$(BIN)/slipstream compile webapp --out out
+
+test: $(STAMP)  ## every test, with real Terraform and real processes
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+bench: $(STAMP)
+	$(BIN)/python bench/compile.py
+
+clean:
+	rm -rf $(VENV) .slipstream out .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""chatops front door (built in a later issue)."""

@@ -1,0 +1,1 @@
+"""notebooks front door (built in a later issue)."""

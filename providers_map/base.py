@@ -1,0 +1,131 @@
+"""What every cloud mapping receives and returns, and helpers they share.
+
+A mapping is pure: a :class:`CloudRoot` (the part of one deployment placed on one cloud)
+in, a Terraform JSON document (a ``dict``) out. Every string that came from a user goes
+through :func:`escape` so Terraform never evaluates ``${…}`` or ``%{…}`` in it.
+
+Example:
+    >>> escape('${file("/etc/passwd")}')
+    '$${file("/etc/passwd")}'
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from engine.model import Size
+
+# Variables every root declares; the engine passes their values at plan time.
+COMMON_VARIABLES: dict[str, Any] = {
+    "run_id": {"type": "string", "description": "the run this root belongs to"},
+}
+
+
+@dataclass(frozen=True, slots=True)
+class NodePlacement:
+    """The instances of one node that land on one cloud."""
+
+    node: str
+    component: str
+    description: str
+    indices: tuple[int, ...]
+    image: str
+    size: Size
+    ports: tuple[int, ...]
+    packages: tuple[str, ...]
+    overrides: Mapping[str, Any]
+
+    def instance(self, index: int) -> str:
+        return f"{self.node}.{index}"
+
+
+@dataclass(frozen=True, slots=True)
+class CloudRoot:
+    """Everything a mapping needs to render one Terraform root module."""
+
+    cloud: str
+    settings: Mapping[str, Any]
+    deployment: str
+    description: str
+    placements: tuple[NodePlacement, ...]
+
+
+class CloudMapping(ABC):
+    """One cloud type. Subclasses set ``type`` and the two schemas, and render roots.
+
+    ``settings_schema`` describes the cloud's entry in ``clouds.yaml`` (besides ``type``);
+    ``override_schema`` describes ``clouds.<type>`` overrides in a component.
+    """
+
+    type: str = ""
+    settings_schema: ClassVar[dict[str, Any]] = {"type": "object", "additionalProperties": False}
+    override_schema: ClassVar[dict[str, Any]] = {"type": "object", "additionalProperties": False}
+    # Terraform resource type whose instances hold one machine each.
+    instance_resource: str = ""
+
+    def check(self, root: CloudRoot) -> list[str]:
+        """Reasons the cloud cannot hold this root (empty when it can)."""
+        return []
+
+    @abstractmethod
+    def render(self, root: CloudRoot) -> dict[str, Any]:
+        """The Terraform JSON document of ``root``."""
+
+
+def escape(text: str) -> str:
+    """Make user text literal inside a Terraform JSON string."""
+    return text.replace("${", "$${").replace("%{", "%%{")
+
+
+def escape_tree(value: Any) -> Any:
+    """:func:`escape` every string of a JSON-like value, keys included."""
+    if isinstance(value, str):
+        return escape(value)
+    if isinstance(value, Mapping):
+        return {escape(str(k)): escape_tree(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [escape_tree(v) for v in value]
+    return value
+
+
+def instance_map(placement: NodePlacement, **extra: Any) -> dict[str, dict[str, Any]]:
+    """The ``for_each`` map of a placement: instance index (as text) → attributes."""
+    return {
+        str(i): {"instance": placement.instance(i), "index": i, **extra} for i in placement.indices
+    }
+
+
+def resource_name(node: str) -> str:
+    """A Terraform identifier for a node (node names allow '-', which Terraform allows too)."""
+    return node
+
+
+def instances_output(
+    resource_type: str, placements: tuple[NodePlacement, ...], address: str, ident: str = "r.id"
+) -> dict[str, Any]:
+    """An ``instances`` output: instance id (``web.1``) → {address, id}, over every node."""
+    parts = [
+        f'{{for k, r in {resource_type}.{resource_name(p.node)} : "{p.node}.${{k}}" => '
+        f"{{address = {address}, id = {ident}}}}}"
+        for p in placements
+    ]
+    expr = parts[0] if len(parts) == 1 else f"merge({', '.join(parts)})"
+    return {
+        "instances": {
+            "description": "address and id of every instance, by instance name",
+            "value": "${" + expr + "}",
+        }
+    }
+
+
+def user_tags(root: CloudRoot, placement: NodePlacement) -> dict[str, str]:
+    """Labels attached to a machine, escaped (descriptions are user text)."""
+    return {
+        "slipstream-deployment": escape(root.deployment),
+        "slipstream-node": escape(placement.node),
+        "slipstream-component": escape(placement.component),
+        "slipstream-description": escape(root.description[:255]),
+    }

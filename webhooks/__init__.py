@@ -1,0 +1,1 @@
+"""webhooks front door (built in a later issue)."""
