@@ -123,8 +123,7 @@ def _explain(doc: Located, error: ValidationError) -> list[Problem]:
         return [
             Problem(
                 node.mark,
-                f"{where}: expected {_types(value)}, got "
-                f"{describe(instance)}",
+                f"{where}: expected {_types(value)}, got {describe(instance)}",
             )
         ]
     if kind in ("enum", "const"):
@@ -136,11 +135,7 @@ def _explain(doc: Located, error: ValidationError) -> list[Problem]:
         return [Problem(node.mark, f"{where}: bad value `{node.as_text()}`: expected {help_text}")]
     if kind in ("minimum", "maximum", "exclusiveMinimum"):
         word = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">"}[kind]
-        return [
-            Problem(
-                node.mark, f"{where}: must be {word} {value}, got {node.as_text()}"
-            )
-        ]
+        return [Problem(node.mark, f"{where}: must be {word} {value}, got {node.as_text()}")]
     if kind == "minItems":
         return [Problem(node.mark, f"{where}: must not be empty")]
     if kind == "minProperties":

@@ -264,7 +264,7 @@ class AwsMapping(CloudMapping):
                 "volume_size": int(overrides.get("volume_size", p.size.disk_gb)),
                 "volume_type": "gp3",
             },
-            # IMDSv2 only: the user data holds the agent token.
+            # IMDSv2 only: the user data holds the agent token, which IMDSv1 gives to any SSRF.
             "metadata_options": {"http_endpoint": "enabled", "http_tokens": "required"},
             "user_data": user_data(),
             "tags": tags,
