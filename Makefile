@@ -12,9 +12,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev,terraform]'
 	touch $(STAMP)
 
-demo: $(STAMP)  ## the main job: validate the templates, compile the web app for `local`
-	$(BIN)/slipstream validate templates
-	$(BIN)/slipstream compile webapp --out out
+demo: $(STAMP)  ## the main job: deploy the load-balanced web app on the local cloud
+	$(BIN)/slipstream deploy webapp
 
 test: $(STAMP)  ## every test, with real Terraform and real processes
 	$(BIN)/python -m pytest

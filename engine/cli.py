@@ -10,8 +10,13 @@ Example:
 
 from __future__ import annotations
 
+import getpass
+import json
 import os
 import sys
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,11 +25,13 @@ import typer
 from engine.canonical import dumps
 from engine.clouds import CloudsConfig, load_clouds
 from engine.compiler import compile_text
-from engine.errors import CloudError, Problem, RecipeInvalid
+from engine.coordination import Coordinator
+from engine.errors import CloudError, Problem, RecipeInvalid, SlipstreamError
 from engine.files import write_atomic
 from engine.loader import RecipeLoader
 from engine.overrides import Overrides
 from engine.schema import recipe_schema
+from engine.service import Service
 
 app = typer.Typer(
     name="slipstream",
@@ -178,6 +185,232 @@ def compile_cmd(
             typer.echo(f"{name}: {path}")
 
 
+def _service(clouds: Path | None = None) -> Service:
+    home = service_home()
+
+    def serve(coordinator: Coordinator) -> tuple[str, Callable[[], None]]:
+        # The CLI is the composition root: the only engine module that wires in HTTP.
+        from webhooks.app import create_app
+        from webhooks.server import EmbeddedServer
+
+        server = EmbeddedServer(create_app(home, coordinator))
+        return server.url, server.stop
+
+    return Service(home, serve, clouds)
+
+
+def _user() -> str:
+    return os.environ.get("SLIPSTREAM_USER") or getpass.getuser()
+
+
+class _Tail(threading.Thread):
+    """Prints a run's events to stderr while it is driven."""
+
+    def __init__(self, service: Service, run_id: str) -> None:
+        super().__init__(daemon=True)
+        self.service, self.run_id, self.after = service, run_id, 0
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(0.5):
+            self.flush()
+
+    def flush(self) -> None:
+        for event in self.service.store.events(self.run_id, self.after):
+            self.after = event.id
+            stamp = time.strftime("%H:%M:%S", time.localtime(event.at))
+            typer.echo(f"{stamp} {event.kind:<9} {event.message}", err=True)
+
+
+@app.command()
+def deploy(
+    deployment: Annotated[str, typer.Argument(help="deployment file, or its name")],
+    inputs: Annotated[list[str] | None, typer.Option("--input", help="KEY=VALUE")] = None,
+    cloud: Annotated[list[str] | None, typer.Option("--cloud", help="NODE=CLOUD[,CLOUD…]")] = None,
+    multiplicity: Annotated[list[str] | None, typer.Option("--multiplicity", help="NODE=N")] = None,
+    clouds: CloudsOpt = None,
+    root: RootOpt = None,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait",
+            help="return when the run is Ready or over (the embedded service always waits)",
+        ),
+    ] = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """Deploy: provision every cloud, run the coordination phase, stop at Ready (or Done)."""
+    try:
+        overrides = Overrides.parse(inputs or [], cloud or [], multiplicity or [])
+    except RecipeInvalid as err:
+        for problem in err.problems:
+            typer.echo(f"usage: {problem}", err=True)
+        raise typer.Exit(2) from err
+    service = _service(clouds)
+    try:
+        base = root or recipe_root(Path(deployment) if Path(deployment).exists() else Path.cwd())
+        run_id = service.deploy(_user(), deployment, overrides, base)
+    except RecipeInvalid as err:
+        service.close()
+        _fail(err.problems, as_json, "deploy")
+        return
+    except CloudError as err:
+        service.close()
+        typer.echo(f"deploy: {err}", err=True)
+        raise typer.Exit(1) from err
+    typer.echo(f"run {run_id}: deploying `{deployment}`", err=True)
+    _drive_and_report(service, run_id, as_json)
+
+
+def _drive_and_report(service: Service, run_id: str, as_json: bool) -> None:
+    """Drive a run to Ready or its end, printing events; exit 0 only for Ready or Done."""
+    tail = _Tail(service, run_id)
+    if not as_json:
+        tail.start()
+    try:
+        state = service.drive(run_id)
+    except SlipstreamError as err:
+        typer.echo(f"run {run_id}: {err}", err=True)
+        raise typer.Exit(1) from err
+    finally:
+        tail.done.set()
+        if not as_json:
+            tail.flush()
+        service.close()
+    doc = service.get_run(_user(), run_id)
+    if as_json:
+        typer.echo(dumps(doc), nl=False)
+    else:
+        typer.echo(f"run {run_id}: {state}" + (f" — {doc['abort']}" if doc["abort"] else ""))
+        if doc.get("url"):
+            typer.echo(f"url: {doc['url']}")
+    raise typer.Exit(0 if state in ("Ready", "Done") else 1)
+
+
+@app.command()
+def resume(
+    run_id: Annotated[str, typer.Argument(help="a run whose deploying process was killed")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Resume driving a run from its last checkpoint (no resource is created twice)."""
+    service = _service()
+    if service.store.get_run(run_id) is None:
+        service.close()
+        typer.echo(f"resume: unknown run `{run_id}`", err=True)
+        raise typer.Exit(1)
+    _drive_and_report(service, run_id, as_json)
+
+
+@app.command()
+def destroy(
+    run_id: Annotated[str, typer.Argument(help="the run to terminate")],
+    wait: Annotated[bool, typer.Option("--wait", help="return when resources are gone")] = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """Terminate a run: Ready → Finalizing → Done, or cancel a run still on its way."""
+    service = _service()
+    if service.store.get_run(run_id) is None:
+        typer.echo(f"destroy: unknown run `{run_id}`", err=True)
+        raise typer.Exit(1)
+    try:
+        state = service.terminate(_user(), run_id)
+    finally:
+        service.close()
+    if as_json:
+        typer.echo(dumps({"id": run_id, "state": state}), nl=False)
+    else:
+        typer.echo(f"run {run_id}: {state}")
+
+
+@app.command()
+def status(run_id: str, as_json: JsonOpt = False) -> None:
+    """A run's state, abort message and main link."""
+    service = Service(service_home(), None)
+    if service.store.get_run(run_id) is None:
+        typer.echo(f"status: unknown run `{run_id}`", err=True)
+        raise typer.Exit(1)
+    doc = service.get_run(_user(), run_id)
+    doc.pop("events")
+    if as_json:
+        typer.echo(dumps(doc), nl=False)
+        return
+    typer.echo(f"{doc['id']}  {doc['deployment']}  {doc['state']}  {doc.get('url') or ''}")
+    if doc["abort"]:
+        typer.echo(f"abort: {doc['abort']}")
+    for key, value in doc["params"].items():
+        if key.endswith(":statecustom"):
+            typer.echo(f"  {key.split(':')[0]}: {value}")
+
+
+@app.command("list")
+def list_cmd(as_json: JsonOpt = False) -> None:
+    """Runs of this service home, newest first."""
+    runs = Service(service_home(), None).list_runs(_user())
+    if as_json:
+        typer.echo(
+            dumps(
+                [
+                    {
+                        "id": r.id,
+                        "deployment": r.deployment,
+                        "state": r.state,
+                        "user": r.user,
+                        "created_at": r.created_at,
+                    }
+                    for r in runs
+                ]
+            ),
+            nl=False,
+        )
+        return
+    for r in runs:
+        stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created_at))
+        typer.echo(f"{r.id}  {stamp}  {r.deployment:<16} {r.state}")
+
+
+@app.command()
+def params(run_id: str, as_json: JsonOpt = False) -> None:
+    """Every runtime parameter of a run (sensitive values masked)."""
+    service = Service(service_home(), None)
+    if service.store.get_run(run_id) is None:
+        typer.echo(f"params: unknown run `{run_id}`", err=True)
+        raise typer.Exit(1)
+    values = service.params(_user(), run_id)
+    if as_json:
+        typer.echo(dumps(values), nl=False)
+        return
+    for key, value in values.items():
+        typer.echo(f"{key} = {value}")
+
+
+@app.command()
+def logs(
+    run_id: str,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="keep printing new events")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """A run's event log."""
+    service = Service(service_home(), None)
+    if service.store.get_run(run_id) is None:
+        typer.echo(f"logs: unknown run `{run_id}`", err=True)
+        raise typer.Exit(1)
+    after = 0
+    while True:
+        for event in service.events(_user(), run_id, after):
+            after = event.id
+            if as_json:
+                typer.echo(json.dumps(event.to_json(), sort_keys=True))
+            else:
+                stamp = time.strftime("%H:%M:%S", time.localtime(event.at))
+                typer.echo(f"{stamp} {event.kind:<9} {event.message}")
+        run = service.store.get_run(run_id)
+        if not follow or (run and run.state in ("Done", "Aborted", "Cancelled")):
+            return
+        time.sleep(1)
+
+
 @app.command()
 def schema() -> None:
     """Print the JSON Schema (draft-07) of recipe files, for editors."""
@@ -193,3 +426,6 @@ def main() -> None:
 
 
 __all__ = ["app", "main"]
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1176 @@
+#!/usr/bin/env python3
+"""SlipStream on-machine agent: the daemon and the ss-* commands, in one file.
+
+This file is copied to every machine and run there with the system ``python3``
+(3.8 or newer). It uses the standard library only and imports nothing from the
+project. It is a multi-call program, chosen by ``argv[0]``'s basename or by the
+first argument:
+
+    slipstream_agent.py run  [--env-file F]          the daemon
+    slipstream_agent.py stop [--env-file F] [--grace S]
+    ss-get [--timeout S] [--noblock] KEY
+    ss-set KEY VALUE
+    ss-display MESSAGE
+    ss-abort [--cancel] MESSAGE
+    ss-random [--size N] [KEY]
+    ss-get-all [--timeout S] NODE KEY
+
+Exit status: 0 success, 1 failure (message on stderr), 2 usage error.
+
+Configuration comes from the environment (or ``KEY=VALUE`` lines of ``--env-file``):
+``SLIPSTREAM_SERVER``, ``SLIPSTREAM_SERVER_FILE``, ``SLIPSTREAM_RUN_ID``,
+``SLIPSTREAM_INSTANCE``, ``SLIPSTREAM_TOKEN``, ``SLIPSTREAM_WORKDIR``,
+``SLIPSTREAM_BIND_HOST``; ``SLIPSTREAM_RETRY_SECONDS`` bounds how long one request
+is retried while the server is unreachable or answers 5xx (default 300).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import logging
+import math
+import os
+import secrets
+import shlex
+import shutil
+import signal
+import stat
+import string
+import subprocess
+import sys
+import tarfile
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from typing import IO, Any
+
+# Python 3.8+ only: annotations are strings (see the __future__ import), so builtin
+# generics in annotations are fine, but never subscript a builtin type at run time.
+
+API_PREFIX = "/agent/v1/runs/"
+DEFAULT_RETRY_SECONDS = 300.0
+MAX_WAIT_CHUNK = 30  # seconds per long-poll request
+STOP_GRACE_SECONDS = 10.0
+RANDOM_ALPHABET = string.ascii_letters + string.digits
+
+#: Run states, in the order a run goes through them (Aborted/Cancelled are off to the side).
+STATE_ORDER = (
+    "Initializing",
+    "Provisioning",
+    "Executing",
+    "SendingReports",
+    "Ready",
+    "Finalizing",
+    "Done",
+)
+#: The run is over for the agent: it stops waiting and exits.
+OVER_STATES = frozenset({"Finalizing", "Done", "Aborted", "Cancelled"})
+#: The states in which the agent has work to do, in order.
+WORK_STATES = ("Executing", "SendingReports")
+#: Commands scripts find on PATH (wrappers in <workdir>/bin).
+SS_COMMANDS = ("ss-get", "ss-set", "ss-display", "ss-abort", "ss-random", "ss-get-all")
+
+USAGES = {
+    "ss-get": "ss-get [--timeout S] [--noblock] KEY",
+    "ss-set": "ss-set KEY VALUE",
+    "ss-display": "ss-display MESSAGE",
+    "ss-abort": "ss-abort [--cancel] MESSAGE",
+    "ss-random": "ss-random [--size N] [KEY]",
+    "ss-get-all": "ss-get-all [--timeout S] NODE KEY",
+    "run": "slipstream_agent.py run [--env-file F]",
+    "stop": "slipstream_agent.py stop [--env-file F] [--grace S]",
+}
+
+LOG = logging.getLogger("slipstream_agent")
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class AgentError(Exception):
+    """A failure reported as ``<prog>: <message>`` on stderr, exit status 1."""
+
+
+class AbortedError(AgentError):
+    """The run's abort flag is up (the server answered 409): fail fast."""
+
+    def __init__(self, abort_message: str) -> None:
+        super().__init__(f"run aborted: {abort_message}")
+        self.abort_message = abort_message
+
+
+class UsageError(Exception):
+    """Bad command line: usage on stderr, exit status 2."""
+
+
+class HelpRequested(Exception):
+    """``-h``/``--help``: usage on stdout, exit status 0."""
+
+
+class StepFailed(Exception):
+    """A step of the recipe failed; the daemon aborts the run with this message."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def parse_options(
+    argv: Sequence[str], spec: Mapping[str, bool]
+) -> tuple[dict[str, Any], list[str]]:
+    """Split argv into options and positional arguments.
+
+    ``spec`` maps each long option to whether it takes a value. Both ``--opt V`` and
+    ``--opt=V`` are accepted, options may come between arguments, ``--`` ends options.
+    """
+    options: dict[str, Any] = {}
+    args: list[str] = []
+    i = 0
+    while i < len(argv):
+        token = argv[i]
+        i += 1
+        if token == "--":
+            args.extend(argv[i:])
+            break
+        if token in ("-h", "--help"):
+            raise HelpRequested()
+        if not token.startswith("-") or token == "-":
+            args.append(token)
+            continue
+        name, has_inline, inline = token.partition("=")
+        if name not in spec:
+            raise UsageError(f"unknown option {name}")
+        if spec[name]:
+            if has_inline:
+                options[name] = inline
+            elif i < len(argv):
+                options[name] = argv[i]
+                i += 1
+            else:
+                raise UsageError(f"option {name} needs a value")
+        else:
+            if has_inline:
+                raise UsageError(f"option {name} takes no value")
+            options[name] = True
+    return options, args
+
+
+def parse_seconds(name: str, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise UsageError(f"{name} expects a number of seconds, not {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise UsageError(f"{name} expects a number of seconds >= 0, not {text!r}")
+    return value
+
+
+def format_seconds(value: float) -> str:
+    return f"{int(value)}s" if value == int(value) else f"{value:g}s"
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+def read_env_file(path: str) -> dict[str, str]:
+    """``KEY=VALUE`` lines; blank lines, ``#`` comments and a leading ``export`` allowed."""
+    values: dict[str, str] = {}
+    try:
+        with open(path, encoding="utf-8") as handle:
+            lines = handle.read().splitlines()
+    except OSError as err:
+        raise AgentError(f"cannot read env file {path}: {err.strerror or err}") from None
+    for number, raw in enumerate(lines, 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("export "):
+            line = line[len("export ") :].lstrip()
+        key, sep, value = line.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise AgentError(f"{path}:{number}: expected KEY=VALUE")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key] = value
+    return values
+
+
+def load_env_file(path: str | None) -> None:
+    """Merge an env file into os.environ (the file wins), so scripts inherit it too."""
+    if path:
+        os.environ.update(read_env_file(path))
+
+
+class Config:
+    """The agent's settings, read from the environment. The token is never shown."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.server = env.get("SLIPSTREAM_SERVER", "").strip()
+        self.server_file = env.get("SLIPSTREAM_SERVER_FILE", "").strip()
+        self.run_id = env.get("SLIPSTREAM_RUN_ID", "").strip()
+        self.instance = env.get("SLIPSTREAM_INSTANCE", "").strip()
+        self.token = env.get("SLIPSTREAM_TOKEN", "").strip()
+        self.workdir = os.path.abspath(env.get("SLIPSTREAM_WORKDIR", "").strip() or os.getcwd())
+        self.bind_host = env.get("SLIPSTREAM_BIND_HOST", "").strip()
+        retry = env.get("SLIPSTREAM_RETRY_SECONDS", "").strip()
+        try:
+            self.retry_seconds = float(retry) if retry else DEFAULT_RETRY_SECONDS
+        except ValueError:
+            self.retry_seconds = DEFAULT_RETRY_SECONDS
+
+    def __repr__(self) -> str:
+        return f"Config(run_id={self.run_id!r}, instance={self.instance!r}, token=<hidden>)"
+
+    def check(self) -> None:
+        missing = [
+            name
+            for name, value in (
+                ("SLIPSTREAM_SERVER (or SLIPSTREAM_SERVER_FILE)", self.server or self.server_file),
+                ("SLIPSTREAM_RUN_ID", self.run_id),
+                ("SLIPSTREAM_TOKEN", self.token),
+            )
+            if not value
+        ]
+        if missing:
+            raise AgentError(f"not configured: {', '.join(missing)} not set")
+
+    def exported(self) -> dict[str, str]:
+        """The SLIPSTREAM_* variables scripts (and the ss-* commands they call) get."""
+        env = {
+            "SLIPSTREAM_SERVER": self.server,
+            "SLIPSTREAM_RUN_ID": self.run_id,
+            "SLIPSTREAM_INSTANCE": self.instance,
+            "SLIPSTREAM_TOKEN": self.token,
+            "SLIPSTREAM_WORKDIR": self.workdir,
+        }
+        if self.server_file:
+            env["SLIPSTREAM_SERVER_FILE"] = self.server_file
+        if self.bind_host:
+            env["SLIPSTREAM_BIND_HOST"] = self.bind_host
+        return env
+
+
+# --------------------------------------------------------------------------- HTTP client
+
+
+class Response:
+    def __init__(self, status: int, raw: bytes) -> None:
+        self.status = status
+        self.raw = raw
+        self.body: dict[str, Any] = {}
+        if raw:
+            try:
+                doc = json.loads(raw.decode("utf-8"))
+            except ValueError:
+                doc = None
+            if isinstance(doc, dict):
+                self.body = doc
+            else:
+                self.body = {"error": raw.decode("utf-8", "replace").strip()[:300]}
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+    @property
+    def error(self) -> str:
+        return str(self.body.get("error") or f"HTTP {self.status}")
+
+
+class Client:
+    """The agent API client: bearer token, JSON bodies, retries on connection errors and 5xx."""
+
+    def __init__(self, config: Config, note: Callable[[str], None] | None = None) -> None:
+        self.config = config
+        self.note = note or (lambda message: None)
+        # Talk to the server directly: agent traffic must not go through an HTTP proxy.
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+    def base_url(self) -> str:
+        server = self.config.server
+        if self.config.server_file:
+            try:
+                with open(self.config.server_file, encoding="utf-8") as handle:
+                    text = handle.read().strip()
+                if text:
+                    server = text
+            except OSError:
+                pass
+        if not server:
+            raise AgentError("no server address (SLIPSTREAM_SERVER / SLIPSTREAM_SERVER_FILE)")
+        return server.rstrip("/")
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        data: bytes | None = None,
+        content_type: str = "application/json",
+        timeout: float = 60.0,
+    ) -> Response:
+        """One API call; returns any response below 500, retries the rest with backoff."""
+        if body is not None:
+            data = json.dumps(body).encode("utf-8")
+        headers = {
+            "Authorization": f"Bearer {self.config.token}",
+            "Accept": "application/json",
+            "User-Agent": "slipstream-agent",
+        }
+        if data is not None:
+            headers["Content-Type"] = content_type
+        run = urllib.parse.quote(self.config.run_id, safe="")
+        give_up = time.monotonic() + self.config.retry_seconds
+        delay = 0.25
+        while True:
+            base = self.base_url()
+            request = urllib.request.Request(
+                base + API_PREFIX + run + path, data=data, headers=headers, method=method
+            )
+            try:
+                with self._opener.open(request, timeout=timeout) as answer:
+                    return Response(answer.status, answer.read())
+            except urllib.error.HTTPError as err:
+                raw = err.read() if err.fp is not None else b""
+                if err.code < 500:
+                    return Response(err.code, raw)
+                problem = f"HTTP {err.code}"
+            except urllib.error.URLError as err:
+                problem = str(err.reason)
+            except (OSError, http.client.HTTPException) as err:
+                problem = f"{type(err).__name__}: {err}"
+            if time.monotonic() + delay > give_up:
+                raise AgentError(f"cannot reach the server at {base}: {problem}")
+            self.note(f"{method} {path}: {problem}; retrying in {delay:g}s")
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    @staticmethod
+    def check(response: Response, what: str) -> dict[str, Any]:
+        """The body of a 2xx answer; AbortedError on 409, AgentError on other 4xx."""
+        if response.ok:
+            return response.body
+        if response.status == 409:
+            raise AbortedError(str(response.body.get("abort") or response.error))
+        raise AgentError(f"{what}: {response.error} (HTTP {response.status})")
+
+    # -- the API, one method per endpoint
+
+    def get_param(self, key: str, wait: int) -> str | None:
+        """The value, or None when still unset after ``wait`` seconds (408)."""
+        path = f"/params/{urllib.parse.quote(key, safe='')}?wait={wait}"
+        response = self.request("GET", path, timeout=wait + 30)
+        if response.status == 408:
+            return None
+        value = self.check(response, key).get("value")
+        return "" if value is None else str(value)
+
+    def set_param(self, key: str, value: str) -> None:
+        path = f"/params/{urllib.parse.quote(key, safe='')}"
+        self.check(self.request("PUT", path, body={"value": value}), key)
+
+    def get_all(self, node: str, key: str, wait: int) -> list[str] | None:
+        quoted_node = urllib.parse.quote(node, safe="")
+        quoted_key = urllib.parse.quote(key, safe="")
+        path = f"/nodes/{quoted_node}/params/{quoted_key}?wait={wait}"
+        response = self.request("GET", path, timeout=wait + 30)
+        if response.status == 408:
+            return None
+        values = self.check(response, f"{node}:{key}").get("values") or []
+        return ["" if value is None else str(value) for value in values]
+
+    def abort(self, message: str, cancel: bool = False) -> None:
+        response = self.request("POST", "/abort", body={"message": message, "cancel": cancel})
+        if response.status == 409:  # already aborted: the first message wins anyway
+            return
+        self.check(response, "abort")
+
+    def state(self, wait: int = 0, after: str | None = None) -> dict[str, Any]:
+        query = {"wait": str(wait)}
+        if after:
+            query["after"] = after
+        path = "/state?" + urllib.parse.urlencode(query)
+        return self.check(self.request("GET", path, timeout=wait + 30), "state")
+
+    def recipe(self) -> dict[str, Any]:
+        return self.check(self.request("GET", "/recipe"), "recipe")
+
+    def vote(self, state: str) -> None:
+        self.check(self.request("POST", "/votes", body={"state": state}), f"vote {state}")
+
+    def report(self, archive: bytes) -> None:
+        response = self.request(
+            "POST", "/reports", data=archive, content_type="application/gzip", timeout=300
+        )
+        self.check(response, "report upload")
+
+    def event(self, message: str, level: str = "info") -> None:
+        response = self.request("POST", "/events", body={"message": message, "level": level})
+        self.check(response, "event")
+
+
+# --------------------------------------------------------------------------- ss-* commands
+
+
+def write_out(text: str) -> None:
+    sys.stdout.flush()
+    sys.stdout.buffer.write(text.encode("utf-8", "surrogateescape"))
+    sys.stdout.buffer.flush()
+
+
+def client_from_env() -> Client:
+    config = Config(os.environ)
+    config.check()
+    return Client(config)
+
+
+def wait_chunk(deadline: float | None) -> int:
+    """Seconds to ask the server to hold the next long-poll request."""
+    if deadline is None:
+        return MAX_WAIT_CHUNK
+    remaining = deadline - time.monotonic()
+    return max(0, min(MAX_WAIT_CHUNK, math.ceil(remaining)))
+
+
+def pace(started: float, wait: int, deadline: float | None) -> None:
+    """Guard against a server that answers a long poll at once: never spin."""
+    if time.monotonic() - started < wait / 2:
+        pause = 1.0 if deadline is None else max(0.0, min(1.0, deadline - time.monotonic()))
+        time.sleep(pause)
+
+
+def cmd_get(argv: Sequence[str]) -> int:
+    options, args = parse_options(argv, {"--timeout": True, "--noblock": False})
+    if len(args) != 1:
+        raise UsageError("expects exactly one KEY")
+    key = args[0]
+    timeout = parse_seconds("--timeout", options["--timeout"]) if "--timeout" in options else None
+    noblock = bool(options.get("--noblock"))
+    client = client_from_env()
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        wait = 0 if noblock else wait_chunk(deadline)
+        started = time.monotonic()
+        value = client.get_param(key, wait)
+        if value is not None:
+            write_out(value + "\n")
+            return 0
+        if noblock:
+            raise AgentError(f"{key} is not set")
+        if deadline is not None and time.monotonic() >= deadline:
+            assert timeout is not None
+            raise AgentError(f"timeout after {format_seconds(timeout)} waiting for {key}")
+        pace(started, wait, deadline)
+
+
+def cmd_get_all(argv: Sequence[str]) -> int:
+    options, args = parse_options(argv, {"--timeout": True})
+    if len(args) != 2:
+        raise UsageError("expects NODE and KEY")
+    node, key = args
+    timeout = parse_seconds("--timeout", options["--timeout"]) if "--timeout" in options else None
+    client = client_from_env()
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        wait = wait_chunk(deadline)
+        started = time.monotonic()
+        values = client.get_all(node, key, wait)
+        if values is not None:
+            write_out("".join(value + "\n" for value in values))
+            return 0
+        if deadline is not None and time.monotonic() >= deadline:
+            assert timeout is not None
+            raise AgentError(f"timeout after {format_seconds(timeout)} waiting for {node}:{key}")
+        pace(started, wait, deadline)
+
+
+def cmd_set(argv: Sequence[str]) -> int:
+    _, args = parse_options(argv, {})
+    if len(args) != 2:
+        raise UsageError("expects KEY and VALUE")
+    client_from_env().set_param(args[0], args[1])
+    return 0
+
+
+def cmd_display(argv: Sequence[str]) -> int:
+    _, args = parse_options(argv, {})
+    if not args:
+        raise UsageError("expects a MESSAGE")
+    client_from_env().set_param("statecustom", " ".join(args))
+    return 0
+
+
+def cmd_abort(argv: Sequence[str]) -> int:
+    options, args = parse_options(argv, {"--cancel": False})
+    if not args:
+        raise UsageError("expects a MESSAGE")
+    client_from_env().abort(" ".join(args), cancel=bool(options.get("--cancel")))
+    return 0
+
+
+def cmd_random(argv: Sequence[str]) -> int:
+    options, args = parse_options(argv, {"--size": True})
+    if len(args) > 1:
+        raise UsageError("expects at most one KEY")
+    size = 12
+    if "--size" in options:
+        try:
+            size = int(options["--size"])
+        except ValueError:
+            raise UsageError(f"--size expects a whole number, not {options['--size']!r}") from None
+        if not 1 <= size <= 4096:
+            raise UsageError("--size must be between 1 and 4096")
+    value = "".join(secrets.choice(RANDOM_ALPHABET) for _ in range(size))
+    if args:
+        client_from_env().set_param(args[0], value)
+    write_out(value + "\n")
+    return 0
+
+
+# --------------------------------------------------------------------------- scripts
+
+
+class ScriptRun:
+    """One process whose stdout and stderr are copied, line by line, into a log file.
+
+    The copy runs in threads that outlive the process if a background child keeps the
+    pipes open (``server &`` in a deployment script): the agent does not wait for it.
+    The log file is handed over: it is closed once both pipes are drained.
+    """
+
+    def __init__(self, argv: list[str], cwd: str, env: Mapping[str, str], log: IO[bytes]):
+        self.log = log
+        self.lock = threading.Lock()
+        self.last_stderr = ""
+        self.last_stdout = ""
+        self.open_pumps = 2  # the log is closed when both pipes are drained
+        self.proc = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        assert self.proc.stdout is not None and self.proc.stderr is not None
+        self.threads = [
+            threading.Thread(target=self._pump, args=(self.proc.stdout, False), daemon=True),
+            threading.Thread(target=self._pump, args=(self.proc.stderr, True), daemon=True),
+        ]
+        for thread in self.threads:
+            thread.start()
+
+    def _pump(self, stream: IO[bytes], is_stderr: bool) -> None:
+        for line in iter(stream.readline, b""):
+            text = line.decode("utf-8", "replace").strip()
+            with self.lock:
+                if text:
+                    if is_stderr:
+                        self.last_stderr = text
+                    else:
+                        self.last_stdout = text
+                try:
+                    self.log.write(line if line.endswith(b"\n") else line + b"\n")
+                    self.log.flush()
+                except (OSError, ValueError):
+                    pass
+        stream.close()
+        with self.lock:
+            self.open_pumps -= 1
+            if self.open_pumps == 0:
+                self.log.close()
+
+    def wait(self) -> int:
+        code = self.proc.wait()
+        for thread in self.threads:
+            thread.join(timeout=2.0)
+        return code
+
+    def last_line(self) -> str:
+        with self.lock:
+            return self.last_stderr or self.last_stdout or "(no output)"
+
+
+# --------------------------------------------------------------------------- the daemon
+
+
+class Daemon:
+    """Runs one instance's recipe through the run's state machine."""
+
+    def __init__(self, config: Config, client: Client) -> None:
+        self.config = config
+        self.client = client
+        self.workdir = config.workdir
+        self.bin_dir = os.path.join(self.workdir, "bin")
+        self.logs_dir = os.path.join(self.workdir, "logs")
+        self.pid_file = os.path.join(self.workdir, "agent.pid")
+        self.recipe: dict[str, Any] = {}
+        self.instance = config.instance
+        self.state = ""
+        self.aborted = False
+
+    # -- setup
+
+    def setup(self) -> None:
+        for folder in (self.workdir, self.bin_dir, self.logs_dir):
+            os.makedirs(folder, exist_ok=True)
+        self._write_pid_file()
+        self._write_wrappers()
+
+    def _write_pid_file(self) -> None:
+        other = read_pid(self.pid_file)
+        if other and other != os.getpid() and is_agent(other):
+            raise AgentError(f"an agent already runs in {self.workdir} (pid {other})")
+        temp = self.pid_file + ".tmp"
+        with open(temp, "w", encoding="ascii") as handle:
+            handle.write(f"{os.getpid()}\n")
+        os.replace(temp, self.pid_file)
+
+    def remove_pid_file(self) -> None:
+        if read_pid(self.pid_file) == os.getpid():
+            with contextlib.suppress(OSError):
+                os.remove(self.pid_file)
+
+    def _write_wrappers(self) -> None:
+        python = shlex.quote(sys.executable or "python3")
+        me = shlex.quote(os.path.abspath(__file__))
+        for command in SS_COMMANDS:
+            path = os.path.join(self.bin_dir, command)
+            with open(path, "w", encoding="utf-8") as handle:
+                handle.write(f'#!/bin/sh\nexec {python} {me} {command} "$@"\n')
+            os.chmod(path, 0o755)
+
+    # -- the run
+
+    def run(self) -> int:
+        try:
+            self.recipe = self.client.recipe()
+            self.instance = self.instance or str(self.recipe.get("instance") or "")
+            LOG.info(
+                "recipe for %s: node %s, cloud %s, built %s",
+                self.instance,
+                self.recipe.get("node"),
+                self.recipe.get("cloud_type"),
+                bool(self.recipe.get("built")),
+            )
+            self.vote("Provisioning")
+            for state in WORK_STATES:
+                if not self.wait_for(state):
+                    break
+                if self.state != state:
+                    LOG.info("run is already past %s (%s): skipping its work", state, self.state)
+                    continue
+                LOG.info("run entered %s", state)
+                if state == "Executing":
+                    self.do_executing()
+                else:
+                    self.do_sending_reports()
+                self.vote(state)
+            self.wait_until_over()
+            return 0
+        except StepFailed as failure:
+            LOG.error("%s", failure.message)
+            self.raise_abort(failure.message)
+            return 1
+        except AbortedError as err:
+            LOG.warning("the run was aborted: %s", err.abort_message)
+            self.aborted = True
+            self.wait_until_over()
+            return 0
+
+    def vote(self, state: str) -> None:
+        LOG.info("vote: %s complete", state)
+        self.client.vote(state)
+
+    def poll_state(self, wait: int) -> None:
+        started = time.monotonic()
+        before = self.state
+        doc = self.client.state(wait=wait, after=self.state or None)
+        self.state = str(doc.get("state") or "")
+        if doc.get("abort"):
+            if not self.aborted:
+                LOG.warning("the run was aborted: %s", doc.get("abort"))
+            self.aborted = True
+        if self.state != before:
+            LOG.info("run state: %s", self.state)
+        elif wait:
+            pace(started, wait, None)
+
+    def wait_for(self, target: str) -> bool:
+        """Wait until the run reaches ``target``; False when the run stopped instead."""
+        self.poll_state(0)
+        while True:
+            if self.aborted or self.state in OVER_STATES:
+                return False
+            if self.state == target or self._is_past(target):
+                return True
+            self.poll_state(MAX_WAIT_CHUNK)
+
+    def _is_past(self, target: str) -> bool:
+        if self.state not in STATE_ORDER:
+            return False
+        return STATE_ORDER.index(self.state) > STATE_ORDER.index(target)
+
+    def wait_until_over(self) -> None:
+        if not self.state:
+            self.poll_state(0)
+        while self.state not in OVER_STATES:
+            if self.state == "Ready":
+                self.on_ready()
+            self.poll_state(MAX_WAIT_CHUNK)
+        LOG.info("run is over (%s): agent exits", self.state)
+
+    def on_ready(self) -> None:
+        """Hook for scale actions while the run is Ready (not implemented yet).
+
+        Scaling will run here: ``on_vm_add`` / ``on_vm_remove`` on survivors and
+        ``pre_scale`` / ``post_scale`` on instances being removed or resized, each via
+        ``self.run_script(name)`` followed by a vote, as the state machine grows.
+        """
+
+    def raise_abort(self, message: str) -> None:
+        """Abort the run, unless it is already aborted (e.g. a script hit the fence)."""
+        try:
+            doc = self.client.state(wait=0)
+            if doc.get("abort") or doc.get("state") in ("Aborted", "Cancelled"):
+                LOG.info("run already aborted (%s): not overwriting", doc.get("abort"))
+                return
+            self.client.abort(message)
+        except AgentError as err:
+            LOG.error("could not abort the run: %s", err)
+
+    # -- the work of each state
+
+    def do_executing(self) -> None:
+        if self.recipe.get("built"):
+            LOG.info("built image: skipping the install steps")
+        else:
+            self.run_script("pre_install")
+            self.packages_step()
+            self.run_script("post_install")
+        self.run_script("deployment")
+
+    def do_sending_reports(self) -> None:
+        reports = os.path.join(self.workdir, "reports")
+        os.makedirs(reports, exist_ok=True)
+        report_dir = tempfile.mkdtemp(prefix="report-", dir=reports)
+        self.run_script("reporting", {"SLIPSTREAM_REPORT_DIR": report_dir})
+        archive = tar_gz(report_dir, self.instance or "report")
+        LOG.info("uploading the report (%d bytes)", len(archive))
+        self.client.report(archive)
+
+    def packages_step(self) -> None:
+        packages = [str(name) for name in self.recipe.get("packages") or []]
+        if not packages:
+            return
+        for name in packages:
+            if not valid_package_name(name):
+                raise StepFailed(f"package name {name!r} of `{self.instance}` is not valid")
+        if self.recipe.get("cloud_type") == "local":
+            for name in packages:
+                if not package_present(name):
+                    raise StepFailed(
+                        f"package `{name}` is not on this host "
+                        "(local cloud: packages must already be installed)"
+                    )
+                LOG.info("package %s is present", name)
+            return
+        self._run_part("packages", 1, 1, "packages", install_script(packages), {})
+
+    def script_env(self, extra: Mapping[str, str]) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(self.config.exported())
+        env["SLIPSTREAM_INSTANCE"] = self.instance
+        env["SLIPSTREAM_NODE"] = str(self.recipe.get("node") or "")
+        env["SLIPSTREAM_INDEX"] = str(self.recipe.get("index") or "")
+        env["SLIPSTREAM_CLOUD_TYPE"] = str(self.recipe.get("cloud_type") or "")
+        env["PATH"] = self.bin_dir + os.pathsep + env.get("PATH", os.defpath)
+        env.update(extra)
+        return env
+
+    def script_parts(self, name: str) -> list[tuple[str, str]]:
+        scripts = self.recipe.get("scripts") or {}
+        parts = scripts.get(name) if isinstance(scripts, dict) else None
+        if not parts:
+            return []
+        if isinstance(parts, str):
+            parts = [{"text": parts}]
+        found = []
+        for part in parts:
+            if isinstance(part, str):
+                part = {"text": part}
+            text = str(part.get("text") or "")
+            if text.strip():
+                found.append((str(part.get("component") or self.recipe.get("node") or ""), text))
+        return found
+
+    def run_script(self, name: str, extra_env: Mapping[str, str] | None = None) -> None:
+        parts = self.script_parts(name)
+        for number, (component, text) in enumerate(parts, 1):
+            self._run_part(name, number, len(parts), component, text, extra_env or {})
+
+    def _run_part(
+        self,
+        name: str,
+        number: int,
+        count: int,
+        component: str,
+        text: str,
+        extra_env: Mapping[str, str],
+    ) -> None:
+        label = f"script `{name}`"
+        if count > 1:
+            label += f" (part {number}/{count}, component `{component}`)"
+        self.event(f"{self.instance}: {label} started")
+        LOG.info("%s started", label)
+        started = time.monotonic()
+        code, last = self._execute(name, number, component, text, extra_env)
+        took = time.monotonic() - started
+        outcome = f"{label} finished (exit {code}, {took:.1f}s)"
+        LOG.info("%s", outcome)
+        self.event(f"{self.instance}: {outcome}", "info" if code == 0 else "error")
+        if code != 0:
+            raise StepFailed(f"script `{name}` of `{self.instance}` failed (exit {code}): {last}")
+
+    def _execute(
+        self, name: str, number: int, component: str, text: str, extra_env: Mapping[str, str]
+    ) -> tuple[int, str]:
+        temp_dir = os.path.join(self.workdir, "tmp")
+        os.makedirs(temp_dir, exist_ok=True)
+        fd, path = tempfile.mkstemp(prefix=f"{name}-{number}-", suffix=".sh", dir=temp_dir)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text if text.endswith("\n") else text + "\n")
+        if text.startswith("#!"):
+            os.chmod(path, stat.S_IRWXU)
+            argv = [path]
+        else:
+            argv = ["/bin/sh", "-e", path]
+        log_path = os.path.join(self.logs_dir, f"{name}.log")
+        log = open(log_path, "ab")  # noqa: SIM115 - closed by ScriptRun's pump threads
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        log.write(f"=== {stamp} {name} part {number} ({component}) ===\n".encode())
+        log.flush()
+        try:
+            try:
+                runner = ScriptRun(argv, self.workdir, self.script_env(extra_env), log)
+            except OSError as err:
+                message = f"cannot run {name}: {err.strerror or err}"
+                log.write((message + "\n").encode())
+                log.close()
+                return 127, message
+            code = runner.wait()
+            if code < 0:
+                code = 128 - code  # killed by a signal: report it as the shell does
+            return code, runner.last_line()
+        finally:
+            with contextlib.suppress(OSError):
+                os.remove(path)
+
+    def event(self, message: str, level: str = "info") -> None:
+        try:
+            self.client.event(message, level)
+        except AbortedError:
+            pass
+        except AgentError as err:
+            LOG.warning("could not post event: %s", err)
+
+
+def valid_package_name(name: str) -> bool:
+    allowed = set(string.ascii_letters + string.digits + ".+-_:=~")
+    return bool(name) and name[0].isalnum() and set(name) <= allowed
+
+
+def package_present(name: str) -> bool:
+    """Whether a package (or a command of that name) is on this host."""
+    if run_quietly(["/bin/sh", "-c", 'command -v "$1"', "sh", name]) is not None:
+        return True
+    if shutil.which("dpkg-query"):
+        status = run_quietly(["dpkg-query", "-W", "-f=${Status}", name])
+        if status is not None and b"ok installed" in status:
+            return True
+    return bool(shutil.which("rpm")) and run_quietly(["rpm", "-q", name]) is not None
+
+
+def run_quietly(argv: list[str]) -> bytes | None:
+    """The command's stdout when it exits 0, else None."""
+    try:
+        done = subprocess.run(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            timeout=60,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
+def install_script(packages: Sequence[str]) -> str:
+    """A /bin/sh script installing packages with apt-get, dnf or yum (names pre-checked)."""
+    names = " ".join(shlex.quote(name) for name in packages)
+    return (
+        'SUDO=""\n'
+        'if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1; then SUDO="sudo -n"; fi\n'
+        "if command -v apt-get >/dev/null 2>&1; then\n"
+        "  export DEBIAN_FRONTEND=noninteractive\n"
+        "  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get -q -o DPkg::Lock::Timeout=300"
+        " update\n"
+        "  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get -q -y -o DPkg::Lock::Timeout=300"
+        f" install --no-install-recommends {names}\n"
+        "elif command -v dnf >/dev/null 2>&1; then\n"
+        f"  $SUDO dnf install -y {names}\n"
+        "elif command -v yum >/dev/null 2>&1; then\n"
+        f"  $SUDO yum install -y {names}\n"
+        "else\n"
+        '  echo "no package manager found (apt-get, dnf or yum)" >&2\n'
+        "  exit 127\n"
+        "fi\n"
+    )
+
+
+def tar_gz(folder: str, arcname: str) -> bytes:
+    """The folder as a .tar.gz, unpacking into ``arcname/``; symlinks are kept as links."""
+    fd, path = tempfile.mkstemp(suffix=".tar.gz")
+    os.close(fd)
+    try:
+        with tarfile.open(path, "w:gz") as archive:
+            archive.add(folder, arcname=arcname)
+        with open(path, "rb") as handle:
+            return handle.read()
+    finally:
+        os.remove(path)
+
+
+# --------------------------------------------------------------------------- run / stop
+
+
+def read_pid(path: str) -> int | None:
+    try:
+        with open(path, encoding="ascii") as handle:
+            text = handle.read().strip()
+    except OSError:
+        return None
+    try:
+        pid = int(text)
+    except ValueError:
+        return None
+    return pid if pid > 0 else None
+
+
+def _proc_stat(pid: int) -> tuple[str, int] | None:
+    """(state, process group) from /proc, or None when unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as handle:
+            fields = handle.read().rpartition(")")[2].split()
+        return fields[0], int(fields[2])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def is_alive(pid: int) -> bool:
+    """Running (a zombie, waiting for its parent to reap it, counts as gone)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    info = _proc_stat(pid)
+    return info is None or info[0] not in ("Z", "X")
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether any live (non-zombie) process is left in the process group."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    if not os.path.isdir("/proc"):
+        return True
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            info = _proc_stat(int(entry))
+            if info is not None and info[1] == pgid and info[0] not in ("Z", "X"):
+                return True
+    return False
+
+
+def is_agent(pid: int) -> bool:
+    """Whether pid is alive and (where /proc tells) runs this agent: pid files go stale."""
+    if not is_alive(pid):
+        return False
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            cmdline = handle.read()
+    except OSError:
+        return True
+    return os.path.basename(__file__).encode() in cmdline
+
+
+def cmd_run(argv: Sequence[str]) -> int:
+    options, args = parse_options(argv, {"--env-file": True})
+    if args:
+        raise UsageError("takes no arguments")
+    load_env_file(options.get("--env-file"))
+    config = Config(os.environ)
+    config.check()
+    # Lead a process group of our own, so `stop` can end every script we started.
+    try:
+        if os.getpgid(0) != os.getpid():
+            os.setpgid(0, 0)
+    except OSError:
+        pass
+    os.makedirs(config.workdir, exist_ok=True)
+    handler = logging.FileHandler(os.path.join(config.workdir, "agent.log"), encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    LOG.addHandler(handler)
+    LOG.setLevel(logging.INFO)
+    LOG.propagate = False
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_term)
+    client = Client(config, note=lambda message: LOG.warning("%s", message))
+    daemon = Daemon(config, client)
+    LOG.info(
+        "agent starting: pid %d, run %s, instance %s, workdir %s",
+        os.getpid(),
+        config.run_id,
+        config.instance or "?",
+        config.workdir,
+    )
+    try:
+        daemon.setup()
+        code = daemon.run()
+    except AgentError as err:
+        LOG.error("%s", err)
+        raise
+    except SystemExit as stop:
+        LOG.info("agent stopped (%s)", stop.code)
+        raise
+    finally:
+        daemon.remove_pid_file()
+    LOG.info("agent exits with status %d", code)
+    return code
+
+
+def cmd_stop(argv: Sequence[str]) -> int:
+    options, args = parse_options(argv, {"--env-file": True, "--grace": True})
+    if args:
+        raise UsageError("takes no arguments")
+    grace = STOP_GRACE_SECONDS
+    if "--grace" in options:
+        grace = parse_seconds("--grace", options["--grace"])
+    load_env_file(options.get("--env-file"))
+    workdir = Config(os.environ).workdir
+    pid_file = os.path.join(workdir, "agent.pid")
+    if not os.path.exists(pid_file):
+        sys.stderr.write(f"stop: no agent running in {workdir} (no agent.pid)\n")
+        return 0
+    pid = read_pid(pid_file)
+    if pid is None:
+        raise AgentError(f"{pid_file} does not hold a process id")
+    if not is_agent(pid):
+        sys.stderr.write(f"stop: agent (pid {pid}) is not running; removing stale agent.pid\n")
+        os.remove(pid_file)
+        return 0
+    try:
+        pgid = os.getpgid(pid)
+    except ProcessLookupError:
+        pgid = -1
+    whole_group = pgid == pid and pgid != os.getpgid(0)
+
+    def send(signum: int) -> None:
+        try:
+            if whole_group:
+                os.killpg(pgid, signum)
+            else:
+                os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+    def gone() -> bool:
+        return not group_alive(pgid) if whole_group else not is_alive(pid)
+
+    send(signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while not gone() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if not gone():
+        send(signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while not gone() and time.monotonic() < deadline:
+            time.sleep(0.1)
+    if read_pid(pid_file) == pid:
+        with contextlib.suppress(OSError):
+            os.remove(pid_file)
+    if not gone():
+        raise AgentError(f"agent (pid {pid}) did not stop")
+    sys.stderr.write(f"stop: stopped agent (pid {pid})\n")
+    return 0
+
+
+# --------------------------------------------------------------------------- entry point
+
+COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
+    "ss-get": cmd_get,
+    "ss-set": cmd_set,
+    "ss-display": cmd_display,
+    "ss-abort": cmd_abort,
+    "ss-random": cmd_random,
+    "ss-get-all": cmd_get_all,
+    "run": cmd_run,
+    "stop": cmd_stop,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv if argv is None else argv)
+    invoked = os.path.basename(argv[0]) if argv else ""
+    if invoked.endswith(".py") and invoked[:-3] in SS_COMMANDS:
+        invoked = invoked[:-3]
+    if invoked in COMMANDS:
+        command, rest = invoked, argv[1:]
+    elif len(argv) > 1 and argv[1] in COMMANDS:
+        command, rest = argv[1], argv[2:]
+    else:
+        sys.stderr.write(
+            "usage: slipstream_agent.py COMMAND [ARGS]\n"
+            f"commands: {', '.join(COMMANDS)} (or call it as ss-get, ss-set, ...)\n"
+        )
+        return 2
+    try:
+        return COMMANDS[command](rest)
+    except HelpRequested:
+        write_out(f"usage: {USAGES[command]}\n")
+        return 0
+    except UsageError as err:
+        sys.stderr.write(f"{command}: {err}\nusage: {USAGES[command]}\n")
+        return 2
+    except AgentError as err:
+        sys.stderr.write(f"{command}: {err}\n")
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

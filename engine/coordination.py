@@ -1,0 +1,273 @@
+"""Coordinator: runtime parameters, barriers and the abort fence of running deployments.
+
+Every agent call lands here (through the agent API): keys are checked against the run
+spec, bare keys resolve to the caller's instance, mapped inputs resolve through their
+mapping, waits are long-polls woken by the :class:`~engine.hub.Hub`, and after an abort
+every get and set fails fast.
+
+Example:
+    >>> parse_key("web.2:url"), parse_key("web:ids"), parse_key("ss:state")
+    (('web', 2, 'url'), ('web', 0, 'ids'), ('ss', 0, 'state'))
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from typing import Any
+
+from engine.hub import Hub
+from engine.store import RunStore
+
+MAX_VALUE_BYTES = 4096
+MAX_WAIT_S = 30.0
+STATES = (
+    "Initializing",
+    "Provisioning",
+    "Executing",
+    "SendingReports",
+    "Ready",
+    "Finalizing",
+    "Done",
+    "Aborted",
+    "Cancelled",
+)
+TERMINAL = ("Done", "Aborted", "Cancelled")
+INSTANCE_BUILTINS = ("hostname", "instanceid", "cloud", "nodename", "id", "statecustom")
+SETTABLE_BUILTINS = ("statecustom",)
+RUN_KEYS = ("state", "abort", "category", "url.service")
+NODE_KEYS = ("multiplicity", "ids")
+_KEY = re.compile(
+    r"^([a-z][a-z0-9-]{0,62})(?:\.([1-9][0-9]{0,5}))?:([A-Za-z][A-Za-z0-9_.-]{0,127})$"
+)
+
+
+def token_hash(token: str) -> str:
+    """What the store keeps of an agent token: its SHA-256, never the token."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+class AgentError(Exception):
+    """A refused agent request; ``status`` is the HTTP status the API answers with."""
+
+    status = 400
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class BadRequest(AgentError):
+    status = 400
+
+
+class Forbidden(AgentError):
+    status = 403
+
+
+class NotFound(AgentError):
+    status = 404
+
+
+class Aborted(AgentError):
+    """The run's abort flag is up: the fence refuses every get and set."""
+
+    status = 409
+
+
+def parse_key(key: str) -> tuple[str, int, str]:
+    """(node or ``ss``, instance index or 0 for node-wide, name); ValueError when malformed."""
+    match = _KEY.match(key)
+    if not match:
+        raise ValueError(f"malformed key `{key}`")
+    return match.group(1), int(match.group(2) or 0), match.group(3)
+
+
+class Coordinator:
+    """The coordination API over a :class:`RunStore` and a :class:`Hub`."""
+
+    def __init__(self, store: RunStore, hub: Hub) -> None:
+        self.store = store
+        self.hub = hub
+        self._specs: dict[str, dict[str, Any]] = {}
+
+    def spec(self, run_id: str) -> dict[str, Any]:
+        if run_id not in self._specs:
+            run = self.store.get_run(run_id)
+            if run is None:
+                raise NotFound(f"unknown run `{run_id}`")
+            self._specs[run_id] = json.loads(run.spec)
+        return self._specs[run_id]
+
+    def forget(self, run_id: str) -> None:
+        self._specs.pop(run_id, None)
+
+    # -- keys -------------------------------------------------------------------------
+
+    def resolve(self, run_id: str, caller: str, key: str) -> str:
+        """The stored key a read of ``key`` by ``caller`` means (mapped inputs followed)."""
+        if ":" not in key:
+            key = f"{caller}:{key}"
+        try:
+            head, index, name = parse_key(key)
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from exc
+        if head == "ss":
+            if index or name not in RUN_KEYS:
+                raise NotFound(f"unknown run parameter `{key}`")
+            return key
+        node = self._node(run_id, head, key)
+        if index == 0:
+            if name not in NODE_KEYS:
+                raise NotFound(
+                    f"unknown node parameter `{key}` (node parameters: {', '.join(NODE_KEYS)})"
+                )
+            return key
+        if index > int(node["multiplicity"]):
+            raise NotFound(f"`{key}`: node `{head}` has {node['multiplicity']} instance(s)")
+        binding = node["inputs"].get(name)
+        if binding is not None and "from" in binding:
+            return str(binding["from"])
+        if (
+            binding is None
+            and name not in node["outputs"]
+            and name not in INSTANCE_BUILTINS
+            and not name.startswith("url.")
+        ):
+            raise NotFound(f"`{key}`: component `{node['component']}` declares no `{name}`")
+        return key
+
+    def _node(self, run_id: str, node: str, key: str) -> dict[str, Any]:
+        nodes: dict[str, Any] = self.spec(run_id)["nodes"]
+        if node not in nodes:
+            raise NotFound(f"`{key}`: unknown node `{node}`")
+        body: dict[str, Any] = nodes[node]
+        return body
+
+    def settable(self, run_id: str, caller: str, key: str) -> str:
+        """The stored key ``caller`` may set for ``key``; Forbidden otherwise."""
+        if ":" not in key:
+            key = f"{caller}:{key}"
+        try:
+            head, index, name = parse_key(key)
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from exc
+        if head == "ss":
+            if name == "url.service" and not index:
+                return key
+            raise Forbidden(f"`{key}` is not settable by an instance")
+        if f"{head}.{index}" != caller:
+            raise Forbidden(f"`{key}` belongs to another instance; `{caller}` sets only its own")
+        node = self._node(run_id, head, key)
+        if name in node["outputs"] or name in SETTABLE_BUILTINS or name.startswith("url."):
+            return key
+        if name in node["inputs"]:
+            raise Forbidden(f"`{key}` is an input; only outputs can be set")
+        raise Forbidden(f"`{key}`: component `{node['component']}` declares no output `{name}`")
+
+    # -- operations -------------------------------------------------------------------
+
+    def fence(self, run_id: str) -> None:
+        """Raise :class:`Aborted` when the run's abort flag is up."""
+        run = self.store.get_run(run_id)
+        if run is None:
+            raise NotFound(f"unknown run `{run_id}`")
+        if run.abort_message is not None:
+            raise Aborted(run.abort_message)
+
+    def get(self, run_id: str, caller: str, key: str, wait_s: float) -> str | None:
+        """The value of ``key``, waiting up to ``wait_s`` for it; None when still unset."""
+        target = self.resolve(run_id, caller, key)
+        deadline = time.monotonic() + min(max(wait_s, 0.0), MAX_WAIT_S)
+        with self.hub.waiting(run_id, target, who=caller) as woken:
+            while True:
+                self.fence(run_id)
+                value = self.store.get_param(run_id, target)
+                if value is not None:
+                    return value
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                woken.wait(left)
+                woken.clear()
+
+    def get_all(
+        self, run_id: str, caller: str, node: str, name: str, wait_s: float
+    ) -> list[str] | None:
+        """One value per instance of ``node`` once every instance has set ``name``."""
+        body = self._node(run_id, node, f"{node}:{name}")
+        keys = [
+            self.resolve(run_id, caller, f"{node}.{i}:{name}")
+            for i in range(1, int(body["multiplicity"]) + 1)
+        ]
+        deadline = time.monotonic() + min(max(wait_s, 0.0), MAX_WAIT_S)
+        while True:
+            values: list[str] = []
+            for key in keys:
+                left = max(0.0, deadline - time.monotonic())
+                value = self.get(run_id, caller, key, left)
+                if value is None:
+                    return None
+                values.append(value)
+            return values
+
+    def put(self, run_id: str, caller: str, key: str, value: str) -> str:
+        """Store a value (after the fence and the checks); returns the stored key."""
+        if len(value.encode("utf-8")) > MAX_VALUE_BYTES:
+            raise BadRequest(f"value of `{key}` is over {MAX_VALUE_BYTES} bytes")
+        target = self.settable(run_id, caller, key)
+        self.fence(run_id)
+        self.store.set_param(run_id, target, value)
+        self.hub.notify(run_id, target)
+        return target
+
+    def abort(self, run_id: str, message: str, cancel: bool = False) -> bool:
+        """Raise the abort flag (first message wins) and wake every waiter."""
+        raised = self.store.set_abort(run_id, message[:MAX_VALUE_BYTES], cancelled=cancel)
+        if raised:
+            self.store.add_event(run_id, "abort", message[:MAX_VALUE_BYTES])
+        self.hub.notify_run(run_id)
+        return raised
+
+    def vote(self, run_id: str, caller: str, state: str) -> None:
+        if state not in STATES:
+            raise BadRequest(f"unknown state `{state}`")
+        self.store.vote(run_id, caller, state)
+        self.hub.notify(run_id, "ss:votes")
+
+    def set_state(self, run_id: str, state: str, expect: str | None = None) -> bool:
+        moved = self.store.set_state(run_id, state, expect=expect)
+        if moved:
+            self.store.add_event(run_id, "state", f"run entered {state}", {"state": state})
+            self.hub.notify(run_id, "ss:state")
+            self.hub.notify_run(run_id)
+        return moved
+
+    def wait_state(self, run_id: str, after: str | None, wait_s: float) -> tuple[str, str | None]:
+        """(state, abort message) once the state differs from ``after`` or the wait ends."""
+        deadline = time.monotonic() + min(max(wait_s, 0.0), MAX_WAIT_S)
+        with self.hub.waiting(run_id, "ss:state") as woken:
+            while True:
+                run = self.store.get_run(run_id)
+                if run is None:
+                    raise NotFound(f"unknown run `{run_id}`")
+                left = deadline - time.monotonic()
+                if after is None or run.state != after or left <= 0:
+                    return run.state, run.abort_message
+                woken.wait(left)
+                woken.clear()
+
+    def wait_votes(self, run_id: str, state: str, expected: set[str], wait_s: float) -> set[str]:
+        """Instances of ``expected`` that have not voted ``state`` after waiting up to wait_s."""
+        deadline = time.monotonic() + wait_s
+        with self.hub.waiting(run_id, "ss:votes") as woken:
+            while True:
+                missing = expected - self.store.voters(run_id, state)
+                left = deadline - time.monotonic()
+                run = self.store.get_run(run_id)
+                if not missing or left <= 0 or (run and run.abort_message is not None):
+                    return missing
+                woken.wait(left)
+                woken.clear()

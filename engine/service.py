@@ -1,0 +1,109 @@
+"""The service facade: the one API every front door calls (CLI, REST, Git, Slack, notebooks).
+
+Each call carries the acting user. The embedded default keeps runs in SQLite under the
+service home and runs jobs in-process; the HTTP server agents talk to is injected by the
+composition root (the CLI), so the engine never imports a web framework.
+
+Example (not run as a doctest: it deploys)::
+
+        service = Service(Path(".slipstream"), serve=None)
+        run_id = service.deploy("alice", "webapp")
+        service.drive(run_id)
+        # 'Ready'
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from engine.clouds import CloudsConfig, load_clouds
+from engine.coordination import Coordinator
+from engine.files import write_atomic
+from engine.hub import Hub
+from engine.launcher import server_file
+from engine.loader import RecipeLoader
+from engine.overrides import Overrides
+from engine.runs import RunManager, run_summary
+from engine.runspec import sensitive_keys
+from engine.store import Event, RunRecord, RunStore
+from engine.terraform_bin import find_terraform
+
+# Given the coordinator, starts serving agents; returns (base URL, stop function).
+Serve = Callable[[Coordinator], tuple[str, Callable[[], None]]]
+
+
+class Service:
+    """Deploy, terminate and inspect runs of one service home."""
+
+    def __init__(self, home: Path, serve: Serve | None, clouds_path: Path | None = None) -> None:
+        self.home = home
+        home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        url = os.environ.get("SLIPSTREAM_DATABASE_URL") or f"sqlite:///{home.resolve()}/runs.db"
+        self.store = RunStore.open(url)
+        self.hub = Hub()
+        self.coordinator = Coordinator(self.store, self.hub)
+        self.clouds_path = clouds_path
+        self._serve = serve
+        self._stop: Callable[[], None] | None = None
+        self._manager: RunManager | None = None
+
+    def clouds(self) -> CloudsConfig:
+        default = self.home / "clouds.yaml"
+        path = self.clouds_path or (default if default.exists() else None)
+        return load_clouds(path)
+
+    def manager(self) -> RunManager:
+        """The run manager, with the agent server started (once) when there is one."""
+        if self._manager is None:
+            url = ""
+            if self._serve is not None:
+                url, self._stop = self._serve(self.coordinator)
+                write_atomic(server_file(self.home), url + "\n")
+            self._manager = RunManager(
+                self.home, self.store, self.hub, find_terraform(self.home), server_url=url
+            )
+            self._manager.coordinator = self.coordinator
+        return self._manager
+
+    def close(self) -> None:
+        if self._stop is not None:
+            self._stop()
+            self._stop = None
+
+    def deploy(
+        self,
+        user: str,
+        ref: str | Path,
+        overrides: Overrides | None = None,
+        root: Path | None = None,
+    ) -> str:
+        """Check and compile a deployment, store the run; :meth:`drive` then runs it."""
+        config = self.clouds()
+        dep = RecipeLoader(root, config).deployment(ref, overrides, require_values=True)
+        return self.manager().create(dep, config, user)
+
+    def drive(self, run_id: str) -> str:
+        return self.manager().drive(run_id)
+
+    def terminate(self, user: str, run_id: str) -> str:
+        self.store.add_event(run_id, "terminate", f"terminate requested by {user}")
+        return self.manager().terminate(run_id)
+
+    def get_run(self, user: str, run_id: str) -> dict[str, Any]:
+        """The run's document (see :func:`engine.runs.run_summary`)."""
+        return run_summary(self.store, run_id, sensitive_keys(self.coordinator.spec(run_id)))
+
+    def list_runs(self, user: str) -> list[RunRecord]:
+        return self.store.list_runs()
+
+    def events(self, user: str, run_id: str, after: int = 0) -> list[Event]:
+        return self.store.events(run_id, after)
+
+    def params(self, user: str, run_id: str) -> dict[str, str]:
+        hidden = sensitive_keys(self.coordinator.spec(run_id))
+        return {
+            k: ("***" if k in hidden else v) for k, v in sorted(self.store.params(run_id).items())
+        }

@@ -1,0 +1,66 @@
+"""Helpers for end-to-end tests: the real CLI in a private service home, process checks."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def cli(
+    home: Path, *args: str, timeout: float = 300, check: bool = False, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``slipstream ARGS`` as a real process with ``home`` as its service home."""
+    env = dict(os.environ, SLIPSTREAM_HOME=str(home), SLIPSTREAM_USER="tester")
+    done = subprocess.run(
+        [sys.executable, "-m", "engine.cli", *args],
+        cwd=cwd or REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if check and done.returncode != 0:
+        raise AssertionError(
+            f"slipstream {' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
+        )
+    return done
+
+
+def deploy_json(home: Path, *args: str, timeout: float = 300) -> tuple[int, dict[str, Any]]:
+    done = cli(home, "deploy", *args, "--json", timeout=timeout)
+    try:
+        doc = json.loads(done.stdout)
+    except json.JSONDecodeError as exc:
+        raise AssertionError(f"no JSON from deploy:\n{done.stdout}\n{done.stderr}") from exc
+    return done.returncode, doc
+
+
+def marked_processes(run_id: str) -> list[int]:
+    """Processes started for ``run_id`` (they all carry its marker in their environment)."""
+    marker = f"SLIPSTREAM_RUN_ID={run_id}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes().split(b"\0")
+            status = (entry / "status").read_text()
+        except OSError:
+            continue
+        if marker in environ and "State:\tZ" not in status:
+            found.append(int(entry.name))
+    return found
+
+
+def fetch(url: str) -> tuple[str, str]:
+    """(body, X-Served-By header) of a GET."""
+    with urllib.request.urlopen(url, timeout=20) as response:
+        return response.read().decode(), response.headers.get("X-Served-By", "")
