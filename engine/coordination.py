@@ -49,6 +49,16 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
+def clip_utf8(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` UTF-8 bytes, never inside a character.
+
+    >>> clip_utf8("é" * 3, 5)
+    'éé'
+    """
+    data = text.encode("utf-8", "replace")
+    return data[:limit].decode("utf-8", "ignore")
+
+
 class AgentError(Exception):
     """A refused agent request; ``status`` is the HTTP status the API answers with."""
 
@@ -215,7 +225,11 @@ class Coordinator:
 
     def put(self, run_id: str, caller: str, key: str, value: str) -> str:
         """Store a value (after the fence and the checks); returns the stored key."""
-        if len(value.encode("utf-8")) > MAX_VALUE_BYTES:
+        try:
+            size = len(value.encode("utf-8"))
+        except UnicodeEncodeError as exc:
+            raise BadRequest(f"value of `{key}` is not valid Unicode text") from exc
+        if size > MAX_VALUE_BYTES:
             raise BadRequest(f"value of `{key}` is over {MAX_VALUE_BYTES} bytes")
         target = self.settable(run_id, caller, key)
         self.fence(run_id)
@@ -225,9 +239,10 @@ class Coordinator:
 
     def abort(self, run_id: str, message: str, cancel: bool = False) -> bool:
         """Raise the abort flag (first message wins) and wake every waiter."""
-        raised = self.store.set_abort(run_id, message[:MAX_VALUE_BYTES], cancelled=cancel)
+        message = clip_utf8(message, MAX_VALUE_BYTES)
+        raised = self.store.set_abort(run_id, message, cancelled=cancel)
         if raised:
-            self.store.add_event(run_id, "abort", message[:MAX_VALUE_BYTES])
+            self.store.add_event(run_id, "abort", message)
         self.hub.notify_run(run_id)
         return raised
 
@@ -254,7 +269,8 @@ class Coordinator:
                 if run is None:
                     raise NotFound(f"unknown run `{run_id}`")
                 left = deadline - time.monotonic()
-                if after is None or run.state != after or left <= 0:
+                done = after is None or run.state != after or run.abort_message is not None
+                if done or left <= 0:
                     return run.state, run.abort_message
                 woken.wait(left)
                 woken.clear()

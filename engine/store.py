@@ -14,7 +14,9 @@ Example:
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -126,9 +128,15 @@ class RunStore:
         return store
 
     def migrate(self) -> None:
+        """Upgrade the schema to the latest migration; safe when several processes start
+        at once (a file lock for SQLite, an advisory lock for PostgreSQL)."""
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
-        with self.engine.begin() as conn:
+        database = self.engine.url.database
+        lock_path = Path(f"{database}.migrate.lock") if self.is_sqlite and database else None
+        with _file_lock(lock_path), self.engine.begin() as conn:
+            if not self.is_sqlite:
+                conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7411001)")
             config.attributes["connection"] = conn
             command.upgrade(config, "head")
 
@@ -379,6 +387,20 @@ class RunStore:
         query = select(reports).where(reports.c.run_id == run_id).order_by(reports.c.instance)
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(query).mappings()]
+
+
+@contextmanager
+def _file_lock(path: Path | None) -> Iterator[None]:
+    if path is None or str(path).startswith(":memory:"):
+        yield
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

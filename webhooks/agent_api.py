@@ -10,12 +10,21 @@ Example:
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request, send_file
 
-from engine.coordination import AgentError, BadRequest, Coordinator, Forbidden, token_hash
+from engine.coordination import (
+    MAX_VALUE_BYTES,
+    AgentError,
+    BadRequest,
+    Coordinator,
+    Forbidden,
+    clip_utf8,
+    token_hash,
+)
 from engine.files import write_atomic_bytes
 
 AGENT_FILE = Path(__file__).resolve().parent.parent / "engine" / "agent" / "slipstream_agent.py"
@@ -64,9 +73,12 @@ class Unauthorized(AgentError):
 
 def _wait() -> float:
     try:
-        return float(request.args.get("wait", "0"))
+        wait = float(request.args.get("wait", "0"))
     except ValueError as exc:
         raise BadRequest("wait must be a number of seconds") from exc
+    if not math.isfinite(wait):
+        raise BadRequest("wait must be a finite number of seconds")
+    return wait
 
 
 def _json() -> dict[str, Any]:
@@ -145,7 +157,7 @@ def vote(run_id: str) -> Response:
 @bp.post("/runs/<run_id>/events")
 def add_event(run_id: str) -> Response:
     body = _json()
-    message = str(body.get("message", ""))[:4096]
+    message = clip_utf8(str(body.get("message", "")), MAX_VALUE_BYTES)
     level = str(body.get("level", "info"))[:16]
     if not message.startswith(f"{g.instance}:"):
         message = f"{g.instance}: {message}"
