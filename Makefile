@@ -25,6 +25,8 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/compile.py
+	$(BIN)/python bench/coordination.py
+	$(BIN)/python bench/deploy.py
 
 clean:
 	rm -rf $(VENV) .slipstream out .pytest_cache .mypy_cache .ruff_cache

@@ -30,6 +30,7 @@ from engine.errors import CloudError, Problem, RecipeInvalid, SlipstreamError
 from engine.files import write_atomic
 from engine.loader import RecipeLoader
 from engine.overrides import Overrides
+from engine.progress import LiveProgress
 from engine.schema import recipe_schema
 from engine.service import Service
 
@@ -264,8 +265,11 @@ def deploy(
 
 def _drive_and_report(service: Service, run_id: str, as_json: bool) -> None:
     """Drive a run to Ready or its end, printing events; exit 0 only for Ready or Done."""
+    live = LiveProgress(service.store, run_id) if sys.stderr.isatty() and not as_json else None
     tail = _Tail(service, run_id)
-    if not as_json:
+    if live is not None:
+        live.start()
+    elif not as_json:
         tail.start()
     try:
         state = service.drive(run_id)
@@ -274,7 +278,9 @@ def _drive_and_report(service: Service, run_id: str, as_json: bool) -> None:
         raise typer.Exit(1) from err
     finally:
         tail.done.set()
-        if not as_json:
+        if live is not None:
+            live.finish()
+        elif not as_json:
             tail.flush()
         service.close()
     doc = service.get_run(_user(), run_id)
