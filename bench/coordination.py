@@ -267,7 +267,7 @@ def burst(agent: Agent, cfg: dict[str, Any], shared: dict[str, Any]) -> None:
             agent.call("GET", f"/params/{peer}:url?wait=0")
             ops += 2
     except Exception as exc:
-        agent.rec["error"] = f"burst: {type(exc).__name__}: {exc}"
+        agent.rec["burst_error"] = f"{type(exc).__name__}: {exc}"
     agent.rec["burst_ops"] = ops
     agent.rec["burst_span"] = (start, time.monotonic())
 
@@ -610,6 +610,7 @@ def analyse(
     burst_ops = sum(r["burst_ops"] for r in results)
     burst_s = (max(e for _, e in spans) - min(s for s, _ in spans)) if spans else 0.0
     errors = [f"{r['name']}: {r['error']}" for r in results if r["error"]]
+    burst_errors = [f"{r['name']}: {r['burst_error']}" for r in results if r.get("burst_error")]
     return {
         "n": n,
         "ok": ok and not errors and abort is None,
@@ -629,6 +630,7 @@ def analyse(
         "burst_ops": burst_ops,
         "burst_s": burst_s,
         "errors": errors,
+        "burst_errors": burst_errors,
         "why": [w for r in results for w in r.get("why", [])],
         "abort": abort,
     }
@@ -685,6 +687,11 @@ def show(res: dict[str, Any]) -> None:
             f"  CPU: server process user {server_cpu[0]:.2f} s + system {server_cpu[1]:.2f} s "
             "during the run; instances process "
             f"{client_cpu:.2f} s (run and burst)"
+        )
+    if res["burst_errors"]:
+        print(
+            f"  burst: {len(res['burst_errors'])} instances gave up after 3 tries, e.g. "
+            f"{res['burst_errors'][0][:200]}"
         )
     if res["burst_s"]:
         print(
