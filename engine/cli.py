@@ -328,13 +328,19 @@ def destroy(
         typer.echo(f"run {run_id}: {state}")
 
 
+def _reader(run_id: str, command: str) -> Service:
+    """A service for reading one run (no server, no Terraform); exit 1 when it is unknown."""
+    service = Service(service_home(), None)
+    if service.store.get_run(run_id) is None:
+        typer.echo(f"{command}: unknown run `{run_id}`", err=True)
+        raise typer.Exit(1)
+    return service
+
+
 @app.command()
 def status(run_id: str, as_json: JsonOpt = False) -> None:
     """A run's state, abort message and main link."""
-    service = Service(service_home(), None)
-    if service.store.get_run(run_id) is None:
-        typer.echo(f"status: unknown run `{run_id}`", err=True)
-        raise typer.Exit(1)
+    service = _reader(run_id, "status")
     doc = service.get_run(_user(), run_id)
     doc.pop("events")
     if as_json:
@@ -377,10 +383,7 @@ def list_cmd(as_json: JsonOpt = False) -> None:
 @app.command()
 def params(run_id: str, as_json: JsonOpt = False) -> None:
     """Every runtime parameter of a run (sensitive values masked)."""
-    service = Service(service_home(), None)
-    if service.store.get_run(run_id) is None:
-        typer.echo(f"params: unknown run `{run_id}`", err=True)
-        raise typer.Exit(1)
+    service = _reader(run_id, "params")
     values = service.params(_user(), run_id)
     if as_json:
         typer.echo(dumps(values), nl=False)
@@ -398,10 +401,7 @@ def logs(
     as_json: JsonOpt = False,
 ) -> None:
     """A run's event log."""
-    service = Service(service_home(), None)
-    if service.store.get_run(run_id) is None:
-        typer.echo(f"logs: unknown run `{run_id}`", err=True)
-        raise typer.Exit(1)
+    service = _reader(run_id, "logs")
     after = 0
     while True:
         for event in service.events(_user(), run_id, after):

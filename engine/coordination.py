@@ -95,6 +95,16 @@ def parse_key(key: str) -> tuple[str, int, str]:
     return match.group(1), int(match.group(2) or 0), match.group(3)
 
 
+def _full_key(caller: str, key: str) -> tuple[str, tuple[str, int, str]]:
+    """A key with the caller's instance added when bare, and its parsed parts."""
+    if ":" not in key:
+        key = f"{caller}:{key}"
+    try:
+        return key, parse_key(key)
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from exc
+
+
 class Coordinator:
     """The coordination API over a :class:`RunStore` and a :class:`Hub`."""
 
@@ -118,12 +128,7 @@ class Coordinator:
 
     def resolve(self, run_id: str, caller: str, key: str) -> str:
         """The stored key a read of ``key`` by ``caller`` means (mapped inputs followed)."""
-        if ":" not in key:
-            key = f"{caller}:{key}"
-        try:
-            head, index, name = parse_key(key)
-        except ValueError as exc:
-            raise BadRequest(str(exc)) from exc
+        key, (head, index, name) = _full_key(caller, key)
         if head == "ss":
             if index or name not in RUN_KEYS:
                 raise NotFound(f"unknown run parameter `{key}`")
@@ -158,12 +163,7 @@ class Coordinator:
 
     def settable(self, run_id: str, caller: str, key: str) -> str:
         """The stored key ``caller`` may set for ``key``; Forbidden otherwise."""
-        if ":" not in key:
-            key = f"{caller}:{key}"
-        try:
-            head, index, name = parse_key(key)
-        except ValueError as exc:
-            raise BadRequest(str(exc)) from exc
+        key, (head, index, name) = _full_key(caller, key)
         if head == "ss":
             if name == "url.service" and not index:
                 return key

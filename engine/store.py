@@ -173,6 +173,14 @@ class RunStore:
             index_elements=keys, set_={c: stmt.excluded[c] for c in update_cols}
         )
 
+    def _param_upsert(self, run_id: str, key: str, value: str, now: float) -> Any:
+        return self._upsert(
+            params,
+            {"run_id": run_id, "key": key, "value": value, "updated_at": now},
+            ["run_id", "key"],
+            ["value", "updated_at"],
+        )
+
     # -- runs -------------------------------------------------------------------------
 
     def create_run(
@@ -240,14 +248,7 @@ class RunStore:
         with self._write() as conn:
             moved = conn.execute(stmt.values(state=state, state_since=now, updated_at=now))
             if moved.rowcount:
-                conn.execute(
-                    self._upsert(
-                        params,
-                        {"run_id": run_id, "key": "ss:state", "value": state, "updated_at": now},
-                        ["run_id", "key"],
-                        ["value", "updated_at"],
-                    )
-                )
+                conn.execute(self._param_upsert(run_id, "ss:state", state, now))
         return bool(moved.rowcount)
 
     def set_abort(self, run_id: str, message: str, cancelled: bool = False) -> bool:
@@ -260,14 +261,7 @@ class RunStore:
                 .values(abort_message=message, cancelled=cancelled, updated_at=now)
             )
             if done.rowcount:
-                conn.execute(
-                    self._upsert(
-                        params,
-                        {"run_id": run_id, "key": "ss:abort", "value": message, "updated_at": now},
-                        ["run_id", "key"],
-                        ["value", "updated_at"],
-                    )
-                )
+                conn.execute(self._param_upsert(run_id, "ss:abort", message, now))
         return bool(done.rowcount)
 
     def set_checkpoint(self, run_id: str, checkpoint: str, error: str | None = None) -> None:
@@ -301,27 +295,14 @@ class RunStore:
     # -- parameters and votes ---------------------------------------------------------
 
     def set_param(self, run_id: str, key: str, value: str) -> None:
-        with self._write() as conn:
-            conn.execute(
-                self._upsert(
-                    params,
-                    {"run_id": run_id, "key": key, "value": value, "updated_at": time.time()},
-                    ["run_id", "key"],
-                    ["value", "updated_at"],
-                )
-            )
+        self.set_params(run_id, {key: value})
 
     def set_params(self, run_id: str, values: Mapping[str, str]) -> None:
+        """Store several values in one transaction."""
+        now = time.time()
         with self._write() as conn:
             for key, value in values.items():
-                conn.execute(
-                    self._upsert(
-                        params,
-                        {"run_id": run_id, "key": key, "value": value, "updated_at": time.time()},
-                        ["run_id", "key"],
-                        ["value", "updated_at"],
-                    )
-                )
+                conn.execute(self._param_upsert(run_id, key, value, now))
 
     def get_param(self, run_id: str, key: str) -> str | None:
         query = select(params.c.value).where(params.c.run_id == run_id, params.c.key == key)
