@@ -15,10 +15,12 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import threading
 import time
 from typing import Any
 
 from engine.hub import Hub
+from engine.runcache import RunCache
 from engine.store import RunStore
 
 MAX_VALUE_BYTES = 4096
@@ -112,6 +114,43 @@ class Coordinator:
         self.store = store
         self.hub = hub
         self._specs: dict[str, dict[str, Any]] = {}
+        self._caches: dict[str, RunCache] = {}
+        self._owners: dict[str, tuple[str, str]] = {}
+        self._lock = threading.Lock()
+
+    def owner(self, token_hash_: str) -> tuple[str, str] | None:
+        """(run, instance) of a token; tokens never change hands, so hits are remembered."""
+        found = self._owners.get(token_hash_)
+        if found is None:
+            found = self.store.instance_by_token(token_hash_)
+            if found is not None:
+                self._owners[token_hash_] = found
+        return found
+
+    def _cache(self, run_id: str) -> RunCache:
+        cache = self._caches.get(run_id)
+        if cache is None:
+            with self._lock:
+                cache = self._caches.get(run_id)
+                if cache is None:
+                    self.spec(run_id)  # NotFound for an unknown run
+                    voters = {state: self.store.voters(run_id, state) for state in STATES}
+                    cache = RunCache(self.store.params(run_id), voters)
+                    self._caches[run_id] = cache
+        return cache
+
+    def flags(self, run_id: str) -> tuple[str, str | None]:
+        """(state, abort message), at most ``runcache.FLAGS_TTL_S`` old."""
+        cache = self._cache(run_id)
+        if not cache.flags_fresh():
+            self._refresh_flags(run_id, cache)
+        return cache.state, cache.abort
+
+    def _refresh_flags(self, run_id: str, cache: RunCache) -> None:
+        flags = self.store.run_flags(run_id)
+        if flags is None:
+            raise NotFound(f"unknown run `{run_id}`")
+        cache.set_flags(*flags)
 
     def spec(self, run_id: str) -> dict[str, Any]:
         if run_id not in self._specs:
@@ -123,6 +162,7 @@ class Coordinator:
 
     def forget(self, run_id: str) -> None:
         self._specs.pop(run_id, None)
+        self._caches.pop(run_id, None)
 
     # -- keys -------------------------------------------------------------------------
 
@@ -181,20 +221,19 @@ class Coordinator:
 
     def fence(self, run_id: str) -> None:
         """Raise :class:`Aborted` when the run's abort flag is up."""
-        run = self.store.get_run(run_id)
-        if run is None:
-            raise NotFound(f"unknown run `{run_id}`")
-        if run.abort_message is not None:
-            raise Aborted(run.abort_message)
+        _, abort = self.flags(run_id)
+        if abort is not None:
+            raise Aborted(abort)
 
     def get(self, run_id: str, caller: str, key: str, wait_s: float) -> str | None:
         """The value of ``key``, waiting up to ``wait_s`` for it; None when still unset."""
         target = self.resolve(run_id, caller, key)
+        values = self._cache(run_id).values
         deadline = time.monotonic() + min(max(wait_s, 0.0), MAX_WAIT_S)
         with self.hub.waiting(run_id, target, who=caller) as woken:
             while True:
                 self.fence(run_id)
-                value = self.store.get_param(run_id, target)
+                value = values.get(target)
                 if value is not None:
                     return value
                 left = deadline - time.monotonic()
@@ -233,9 +272,14 @@ class Coordinator:
             raise BadRequest(f"value of `{key}` is over {MAX_VALUE_BYTES} bytes")
         target = self.settable(run_id, caller, key)
         self.fence(run_id)
-        self.store.set_param(run_id, target, value)
-        self.hub.notify(run_id, target)
+        self.publish(run_id, {target: value})
         return target
+
+    def publish(self, run_id: str, values: dict[str, str]) -> None:
+        """Store values set by the engine or an agent, then wake whoever waits for them."""
+        self.store.set_params(run_id, values)
+        self._cache(run_id).values.update(values)
+        self.hub.notify(run_id, *values)
 
     def abort(self, run_id: str, message: str, cancel: bool = False) -> bool:
         """Raise the abort flag (first message wins) and wake every waiter."""
@@ -243,6 +287,10 @@ class Coordinator:
         raised = self.store.set_abort(run_id, message, cancelled=cancel)
         if raised:
             self.store.add_event(run_id, "abort", message)
+        cache = self._cache(run_id)
+        self._refresh_flags(run_id, cache)
+        if cache.abort is not None:
+            cache.values["ss:abort"] = cache.abort
         self.hub.notify_run(run_id)
         return raised
 
@@ -250,11 +298,15 @@ class Coordinator:
         if state not in STATES:
             raise BadRequest(f"unknown state `{state}`")
         self.store.vote(run_id, caller, state)
+        self._cache(run_id).voters[state].add(caller)
         self.hub.notify(run_id, "ss:votes")
 
     def set_state(self, run_id: str, state: str, expect: str | None = None) -> bool:
         moved = self.store.set_state(run_id, state, expect=expect)
+        cache = self._cache(run_id)
+        self._refresh_flags(run_id, cache)
         if moved:
+            cache.values["ss:state"] = state
             self.store.add_event(run_id, "state", f"run entered {state}", {"state": state})
             self.hub.notify(run_id, "ss:state")
             self.hub.notify_run(run_id)
@@ -265,13 +317,10 @@ class Coordinator:
         deadline = time.monotonic() + min(max(wait_s, 0.0), MAX_WAIT_S)
         with self.hub.waiting(run_id, "ss:state") as woken:
             while True:
-                run = self.store.get_run(run_id)
-                if run is None:
-                    raise NotFound(f"unknown run `{run_id}`")
+                state, abort = self.flags(run_id)
                 left = deadline - time.monotonic()
-                done = after is None or run.state != after or run.abort_message is not None
-                if done or left <= 0:
-                    return run.state, run.abort_message
+                if after is None or state != after or abort is not None or left <= 0:
+                    return state, abort
                 woken.wait(left)
                 woken.clear()
 
@@ -279,11 +328,11 @@ class Coordinator:
         """Instances of ``expected`` that have not voted ``state`` after waiting up to wait_s."""
         deadline = time.monotonic() + wait_s
         with self.hub.waiting(run_id, "ss:votes") as woken:
+            voters = self._cache(run_id).voters[state]
             while True:
-                missing = expected - self.store.voters(run_id, state)
+                missing = expected - voters
                 left = deadline - time.monotonic()
-                run = self.store.get_run(run_id)
-                if not missing or left <= 0 or (run and run.abort_message is not None):
+                if not missing or left <= 0 or self.flags(run_id)[1] is not None:
                     return missing
                 woken.wait(left)
                 woken.clear()

@@ -268,8 +268,7 @@ class RunManager:
         for name, entry in (outputs.get("instances") or {}).items():
             values[f"{name}:hostname"] = str(entry.get("address", ""))
             values[f"{name}:instanceid"] = str(entry.get("id", ""))
-        self.store.set_params(run_id, values)
-        self.hub.notify(run_id, *values)
+        self.coordinator.publish(run_id, values)
 
     def _destroy_all(self, run_id: str) -> None:
         try:

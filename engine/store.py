@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, select, update
+from sqlalchemy import Connection, Engine, bindparam, create_engine, event, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import StaticPool
@@ -97,6 +97,9 @@ class Event:
             "message": self.message,
             "data": self.data,
         }
+
+
+_FLAGS = select(runs.c.state, runs.c.abort_message).where(runs.c.id == bindparam("run_id"))
 
 
 class RunStore:
@@ -233,6 +236,12 @@ class RunStore:
         with self.engine.connect() as conn:
             row = conn.execute(select(runs).where(runs.c.id == run_id)).mappings().first()
         return RunRecord(**row) if row else None
+
+    def run_flags(self, run_id: str) -> tuple[str, str | None] | None:
+        """(state, abort message) of a run: the cheap read the coordination path needs."""
+        with self.engine.connect() as conn:
+            row = conn.execute(_FLAGS, {"run_id": run_id}).first()
+        return (str(row[0]), row[1]) if row else None
 
     def list_runs(self, limit: int = 100) -> list[RunRecord]:
         query = select(runs).order_by(runs.c.created_at.desc()).limit(limit)

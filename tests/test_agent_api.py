@@ -542,7 +542,7 @@ def test_put_bad_body_is_400(
 
 def test_abort_fence(env: Env, runs: Runs, net: Call) -> None:
     a, tok = runs.a, runs.tokens[runs.a]
-    env.store.set_param(a, "db.1:url", "http://db")
+    env.coordinator.publish(a, {"db.1:url": "http://db"})
     first = net("POST", url(a, "/abort"), token=tok["db.1"], body={"message": "db broke"})
     assert first.status == 200
     assert first.json == {"raised": True}
@@ -757,7 +757,7 @@ def test_get_all_waits_for_every_instance(env: Env, runs: Runs, net: Call) -> No
     assert 0.3 < took < PROMPT_S
     # Mapped inputs resolve per instance; both web instances map to db.1:url.
     assert net("GET", url(a, "/nodes/web/params/db_url"), token=reader).status == 408
-    env.store.set_param(a, "db.1:url", "http://db")
+    env.coordinator.publish(a, {"db.1:url": "http://db"})
     answer = net("GET", url(a, "/nodes/web/params/db_url"), token=reader)
     assert answer.json == {"values": ["http://db", "http://db"]}
     answer = net("GET", url(a, "/nodes/db/params/url"), token=reader)

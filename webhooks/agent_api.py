@@ -59,7 +59,7 @@ def _authenticate(endpoint: str | None, values: dict[str, Any] | None) -> None:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise Unauthorized("missing bearer token")
-    owner = _coordinator().store.instance_by_token(token_hash(token.strip()))
+    owner = _coordinator().owner(token_hash(token.strip()))
     if owner is None:
         raise Unauthorized("unknown token")
     if owner[0] != values.get("run_id"):

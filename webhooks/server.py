@@ -30,6 +30,9 @@ class EmbeddedServer:
         self._server: BaseWSGIServer = make_server(
             host, port, app, threaded=True, request_handler=QuietHandler
         )
+        # Hundreds of agents connect at once (werkzeug closes every connection after one
+        # request); the default backlog of 128 drops SYNs, which cost 1-3 s retries.
+        self._server.socket.listen(1024)
         # Long-polls hold a thread each; daemon threads never block shutdown.
         self._server.daemon_threads = True  # type: ignore[attr-defined]
         self.url = f"http://{host}:{self._server.server_port}"
