@@ -192,5 +192,8 @@ def test_keep_running_never_destroys_everything(tmp_path: Path, recipes: Path) -
     assert doc["state"] == "Done"
     states = [e["data"].get("state") for e in doc["events"] if e["kind"] == "state"]
     assert states == ["Provisioning", "Executing", "SendingReports", "Ready", "Finalizing", "Done"]
+    logs = cli(home, "logs", doc["id"], check=True).stdout
+    assert "run entered Finalizing" in logs
+    assert "local: destroy done" in logs
     assert wait_gone(doc["id"]) == []
     assert not (home / "runs" / doc["id"] / "sandboxes").exists()
