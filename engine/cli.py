@@ -13,6 +13,7 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -320,12 +321,18 @@ def destroy(
         raise typer.Exit(1)
     try:
         state = service.terminate(_user(), run_id)
+    except SlipstreamError as err:
+        typer.echo(f"destroy: {err}", err=True)
+        raise typer.Exit(1) from err
     finally:
         service.close()
+    run = service.store.get_run(run_id)
+    destroyed = run is not None and run.checkpoint == "destroyed"
     if as_json:
-        typer.echo(dumps({"id": run_id, "state": state}), nl=False)
+        typer.echo(dumps({"id": run_id, "state": state, "destroyed": destroyed}), nl=False)
     else:
-        typer.echo(f"run {run_id}: {state}")
+        typer.echo(f"run {run_id}: {state}" + ("" if destroyed else " (destroy failed: see logs)"))
+    raise typer.Exit(0 if destroyed else 1)
 
 
 def _reader(run_id: str, command: str) -> Service:
@@ -423,8 +430,16 @@ def schema() -> None:
     typer.echo(dumps(recipe_schema()), nl=False)
 
 
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     """Entry point of the ``slipstream`` console script."""
+    # A CI cancel or a service manager stops us with SIGTERM: handle it like Ctrl-C, so
+    # running Terraform commands are cancelled instead of orphaned.
+    signal.signal(signal.SIGTERM, _interrupted)
+    signal.signal(signal.SIGHUP, _interrupted)
     try:
         app()
     except KeyboardInterrupt:

@@ -233,7 +233,11 @@ class Coordinator:
         with self.hub.waiting(run_id, target, who=caller) as woken:
             while True:
                 self.fence(run_id)
-                value = values.get(target)
+                if target in ("ss:state", "ss:abort"):
+                    state, abort = self.flags(run_id)  # may change in another process
+                    value = state if target == "ss:state" else abort
+                else:
+                    value = values.get(target)
                 if value is not None:
                     return value
                 left = deadline - time.monotonic()
@@ -277,9 +281,22 @@ class Coordinator:
 
     def publish(self, run_id: str, values: dict[str, str]) -> None:
         """Store values set by the engine or an agent, then wake whoever waits for them."""
-        self.store.set_params(run_id, values)
-        self._cache(run_id).values.update(values)
+        cache = self._cache(run_id)
+        with cache.lock:  # store and cache in the same order for concurrent writers
+            self.store.set_params(run_id, values)
+            cache.values.update(values)
         self.hub.notify(run_id, *values)
+
+    def refresh_voters(self, run_id: str, state: str) -> set[str]:
+        """Re-read a state's voters from the store (votes are normally cached as they come)."""
+        voters = self.store.voters(run_id, state)
+        self._cache(run_id).voters[state].update(voters)
+        return set(self._cache(run_id).voters[state])
+
+    def retire(self, run_id: str) -> None:
+        """After destroy: the run's tokens stop working at once."""
+        self.store.retire_instances(run_id)
+        self._owners = {h: o for h, o in self._owners.items() if o[0] != run_id}
 
     def abort(self, run_id: str, message: str, cancel: bool = False) -> bool:
         """Raise the abort flag (first message wins) and wake every waiter."""

@@ -26,6 +26,9 @@ from pathlib import Path
 
 AGENT = Path(__file__).resolve().parent / "agent" / "slipstream_agent.py"
 GRACE_S = 5.0
+PASSED_ENV = frozenset(
+    {"PATH", "HOME", "LANG", "LANGUAGE", "TZ", "USER", "LOGNAME", "SHELL", "TMPDIR"}
+)
 
 
 def token_file(home: Path, run_id: str, instance: str) -> Path:
@@ -33,9 +36,10 @@ def token_file(home: Path, run_id: str, instance: str) -> Path:
     return home / "runs" / run_id / "tokens" / instance
 
 
-def server_file(home: Path) -> Path:
-    """The file holding the URL of the server currently serving agents of this home."""
-    return home / "server.url"
+def server_file(run_dir: Path) -> Path:
+    """The file holding the URL of the server serving this run's agents; only the process
+    driving the run (holding its lock) writes it."""
+    return run_dir / "server.url"
 
 
 def start(home: Path, run_id: str, instance: str, sandbox: Path) -> int:
@@ -47,7 +51,7 @@ def start(home: Path, run_id: str, instance: str, sandbox: Path) -> int:
         return 0  # already running: a resumed apply must not start a second agent
     shutil.copyfile(AGENT, sandbox / "agent.py")
     token = token_file(home, run_id, instance).read_text(encoding="utf-8").strip()
-    url_file = server_file(home)
+    url_file = server_file(home / "runs" / run_id)
     url = url_file.read_text(encoding="utf-8").strip() if url_file.exists() else ""
     env_file = sandbox / "agent.env"
     fd = os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -61,7 +65,8 @@ def start(home: Path, run_id: str, instance: str, sandbox: Path) -> int:
             f"SLIPSTREAM_WORKDIR={work.resolve()}\n"
             "SLIPSTREAM_BIND_HOST=127.0.0.1\n"
         )
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TF_", "SLIPSTREAM_"))}
+    # Only harmless basics: the service's own credentials (clouds, database) stay with it.
+    env = {k: v for k, v in os.environ.items() if k in PASSED_ENV or k.startswith("LC_")}
     # Markers every descendant inherits: stop finds escaped processes by them.
     env.update({"SLIPSTREAM_RUN_ID": run_id, "SLIPSTREAM_INSTANCE": instance})
     with open(sandbox / "agent.out", "ab") as out:

@@ -20,10 +20,10 @@ import os
 import secrets
 import shutil
 import sys
-import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -34,34 +34,45 @@ from engine.coordination import Coordinator, token_hash
 from engine.errors import SlipstreamError
 from engine.files import write_atomic
 from engine.hub import Hub
-from engine.launcher import token_file
+from engine.launcher import server_file, token_file
 from engine.locks import RunLock
 from engine.model import Deployment
 from engine.runspec import build_spec, instance_names
 from engine.store import NewInstance, NewRun, RunStore
 from engine.terraform import TerraformRunner
 from engine.terraform_bin import TerraformExe, terraform_env
-from engine.terraform_events import TfEvent
+from engine.terraform_events import StateLocked, TfEvent
 
 BARRIER_STATES = ("Provisioning", "Executing", "SendingReports")
 POLL_S = 1.0
 TERMINATE_WAIT_S = 900.0
+CANCEL_WAIT_S = 300.0
+STATE_LOCK_WAIT_S = 300.0
+# States of a run still on its way to Ready, in order.
+_ON_THE_WAY = ("Initializing", "Provisioning", "Executing", "SendingReports")
 
 
 class RunManager:
     """Creates, drives, terminates and resumes runs of one service home."""
 
     def __init__(
-        self, home: Path, store: RunStore, hub: Hub, terraform: TerraformExe, server_url: str = ""
+        self,
+        home: Path,
+        store: RunStore,
+        hub: Hub,
+        terraform: TerraformExe,
+        *,
+        coordinator: Coordinator | None = None,
+        serve: Callable[[], str] | None = None,
     ) -> None:
         self.home = home
         self.store = store
         self.hub = hub
-        self.coordinator = Coordinator(store, hub)
+        self.coordinator = coordinator or Coordinator(store, hub)
         self.terraform = terraform
-        self.server_url = server_url
-        self._runners: dict[str, list[TerraformRunner]] = {}
-        self._lock = threading.Lock()
+        # Starts (once) the server agents talk to and returns its URL; None: no agents.
+        self.serve = serve
+        self.server_url = ""
 
     def run_dir(self, run_id: str) -> Path:
         return self.home / "runs" / run_id
@@ -118,36 +129,43 @@ class RunManager:
         """Take the run from wherever it is to Ready or an end state; returns the state.
 
         Also what resuming is: phases already done are skipped, applies are idempotent.
+        Only the process holding the run's lock serves its agents (``serve``).
         """
         with self.lock(run_id, "deploy"):
+            if self.serve is not None:
+                self.server_url = self.serve()
+                write_atomic(server_file(self.run_dir(run_id)), self.server_url + "\n")
             return self._drive(run_id)
 
     def _drive(self, run_id: str) -> str:
         run = self.store.get_run(run_id)
         assert run is not None
         try:
-            if run.state in ("Initializing", "Provisioning"):
-                self.coordinator.set_state(run_id, "Provisioning")
+            if run.abort_message is None and run.state in ("Initializing", "Provisioning"):
+                if run.state == "Initializing":
+                    self.coordinator.set_state(run_id, "Provisioning", expect="Initializing")
                 self._apply_all(run_id)
                 self.store.set_checkpoint(run_id, "applied")
             for state in BARRIER_STATES:
                 run = self.store.get_run(run_id)
                 assert run is not None
-                if run.abort_message is not None:
+                if run.abort_message is not None or run.state not in _ON_THE_WAY:
                     break
-                if BARRIER_STATES.index(state) < _index(run.state):
+                if _ON_THE_WAY.index(state) < _ON_THE_WAY.index(run.state):
                     continue
                 if run.state != state:
-                    self.coordinator.set_state(run_id, state)
+                    self.coordinator.set_state(run_id, state, expect=run.state)
                 if not self._barrier(run_id, state, run.timeout_s):
                     break
             else:
-                self.coordinator.set_state(run_id, "Ready")
-        except SlipstreamError as err:
-            self.coordinator.abort(run_id, str(err))
+                self.coordinator.set_state(run_id, "Ready", expect="SendingReports")
+        except Exception as err:
+            message = str(err) if isinstance(err, SlipstreamError) else f"internal error: {err!r}"
+            self.coordinator.abort(run_id, message)
         return self._after(run_id)
 
     def _after(self, run_id: str) -> str:
+        """What ``keep_running`` and the abort flag decide once the run stopped moving."""
         run = self.store.get_run(run_id)
         assert run is not None
         if run.abort_message is not None:
@@ -155,7 +173,9 @@ class RunManager:
                 self.coordinator.set_state(run_id, "Cancelled" if run.cancelled else "Aborted")
             if run.cancelled or run.keep_running in ("never", "on-success"):
                 self._destroy_all(run_id)
-        elif run.state == "Ready" and run.keep_running in ("never", "on-error"):
+        elif run.state == "Finalizing" or (
+            run.state == "Ready" and run.keep_running in ("never", "on-error")
+        ):
             return self._terminate(run_id)
         final = self.store.get_run(run_id)
         assert final is not None
@@ -168,6 +188,10 @@ class RunManager:
         deadline = run.state_since + timeout_s
         while True:
             missing = self.coordinator.wait_votes(run_id, state, expected, POLL_S)
+            if missing:
+                # Votes can only reach the store through this process's server; re-reading
+                # once a second is the safety net, not the path.
+                missing = expected - self.coordinator.refresh_voters(run_id, state)
             run = self.store.get_run(run_id)
             assert run is not None
             if run.abort_message is not None:
@@ -232,33 +256,52 @@ class RunManager:
 
         env = terraform_env(self.home)
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
-        runner = TerraformRunner(
+        return TerraformRunner(
             self.terraform, self.run_dir(run_id) / "tf" / cloud, env, on_event=on_event
         )
-        with self._lock:
-            self._runners.setdefault(run_id, []).append(runner)
-        return runner
 
     def _each_cloud(self, run_id: str, step: str) -> None:
+        """Run ``step`` (apply or destroy) on every cloud root at once.
+
+        While applying, an abort (from an agent, a timeout or ``destroy`` in another process)
+        cancels the running Terraform commands; so does an interrupt of this process.
+        """
         spec = self.coordinator.spec(run_id)
         clouds: dict[str, str] = spec["cloud_types"]
+        runners = {cloud: self._runner(run_id, cloud) for cloud in clouds}
 
         def one(cloud: str) -> None:
-            runner = self._runner(run_id, cloud)
+            runner = runners[cloud]
             variables = self._variables(run_id, clouds[cloud])
             self.store.add_event(run_id, "terraform", f"{cloud}: {step} started")
-            runner.init()
+            _retry_locked(runner.init)
             if step == "apply":
-                runner.plan(variables)
+                _retry_locked(lambda: runner.plan(variables))
                 runner.apply()
                 self._record_outputs(run_id, runner.output())
             else:
-                runner.destroy(variables)
+                _retry_locked(lambda: runner.destroy(variables))
             self.store.add_event(run_id, "terraform", f"{cloud}: {step} done")
 
-        with ThreadPoolExecutor(max_workers=max(1, len(clouds))) as pool:
-            for future in [pool.submit(one, c) for c in clouds]:
-                future.result()
+        pool = ThreadPoolExecutor(max_workers=max(1, len(clouds)))
+        futures = [pool.submit(one, c) for c in clouds]
+        try:
+            while True:
+                _, pending = wait(futures, timeout=POLL_S)
+                if not pending:
+                    break
+                if step == "apply" and self.coordinator.flags(run_id)[1] is not None:
+                    for runner in runners.values():
+                        runner.cancel()
+        except BaseException:
+            for runner in runners.values():
+                runner.cancel()
+            wait(futures, timeout=CANCEL_WAIT_S)
+            raise
+        finally:
+            pool.shutdown(wait=False)
+        for future in futures:
+            future.result()
 
     def _apply_all(self, run_id: str) -> None:
         self._each_cloud(run_id, "apply")
@@ -271,51 +314,75 @@ class RunManager:
         self.coordinator.publish(run_id, values)
 
     def _destroy_all(self, run_id: str) -> None:
+        run = self.store.get_run(run_id)
+        if run is not None and run.checkpoint == "destroyed":
+            return
         try:
             self._each_cloud(run_id, "destroy")
             self.store.set_checkpoint(run_id, "destroyed")
             # Nothing left to authenticate: drop the tokens and the empty sandbox root.
             shutil.rmtree(self.run_dir(run_id) / "tokens", ignore_errors=True)
+            self.coordinator.retire(run_id)
             sandboxes = self.run_dir(run_id) / "sandboxes"
             if sandboxes.is_dir() and not any(sandboxes.iterdir()):
                 sandboxes.rmdir()
-        except SlipstreamError as err:
+        except Exception as err:
             self.store.add_event(run_id, "error", f"destroy failed: {err}")
             self.store.set_checkpoint(run_id, "destroy-failed", str(err))
 
     # -- terminate --------------------------------------------------------------------
 
     def terminate(self, run_id: str) -> str:
-        """Ready → Finalizing → Done; a run still on its way is cancelled, then destroyed."""
+        """Ready → Finalizing → Done; a run still on its way is cancelled, then destroyed.
+
+        A run whose resources could not all be destroyed stays in Finalizing (or keeps its
+        end state) with checkpoint ``destroy-failed``; terminating again retries.
+        """
         run = self.store.get_run(run_id)
         if run is None:
             raise SlipstreamError(f"unknown run `{run_id}`")
-        if run.state not in ("Ready", "Aborted", "Cancelled", "Done"):
-            # Stop a driver in another process first: its barrier sees the abort flag.
+        if run.state in _ON_THE_WAY:
+            # A driver in another process sees the flag, cancels Terraform, destroys, lets go.
             self.coordinator.abort(run_id, "terminated by user", cancel=True)
-        # A driver that saw the abort destroys what it applied, then lets go.
         with self.lock(run_id, "destroy", wait_s=TERMINATE_WAIT_S):
             return self._terminate(run_id)
 
     def _terminate(self, run_id: str) -> str:
         run = self.store.get_run(run_id)
         assert run is not None
-        if run.state == "Ready":
-            self.coordinator.set_state(run_id, "Finalizing", expect="Ready")
+        if run.state in ("Ready", "Finalizing"):
+            if run.state == "Ready":
+                self.coordinator.set_state(run_id, "Finalizing", expect="Ready")
             self._destroy_all(run_id)
-            self.coordinator.set_state(run_id, "Done")
+            if self._destroyed(run_id):
+                self.coordinator.set_state(run_id, "Done", expect="Finalizing")
         elif run.state in ("Aborted", "Cancelled", "Done"):
-            if self.store.get_run(run_id) and run.checkpoint != "destroyed":
-                self._destroy_all(run_id)
+            self._destroy_all(run_id)
         else:
             self.coordinator.abort(run_id, "terminated by user", cancel=True)
-            for runner in self._runners.get(run_id, []):
-                runner.cancel()
             self.coordinator.set_state(run_id, "Cancelled")
             self._destroy_all(run_id)
         final = self.store.get_run(run_id)
         assert final is not None
         return final.state
+
+    def _destroyed(self, run_id: str) -> bool:
+        run = self.store.get_run(run_id)
+        return run is not None and run.checkpoint == "destroyed"
+
+
+def _retry_locked(step: Callable[[], object]) -> None:
+    """Run a Terraform step, waiting out a state lock left by a command still finishing
+    (for example the apply of a deploying process that was killed)."""
+    deadline = time.monotonic() + STATE_LOCK_WAIT_S
+    while True:
+        try:
+            step()
+            return
+        except StateLocked:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(2)
 
 
 def run_summary(store: RunStore, run_id: str, secret_keys: set[str]) -> dict[str, Any]:
@@ -336,8 +403,3 @@ def run_summary(store: RunStore, run_id: str, secret_keys: set[str]) -> dict[str
         "url": params.get("ss:url.service"),
         "events": [e.to_json() for e in store.events(run_id)],
     }
-
-
-def _index(state: str) -> int:
-    order = ("Initializing", "Provisioning", "Executing", "SendingReports", "Ready")
-    return order.index(state) - 1 if state in order else 99

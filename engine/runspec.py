@@ -76,10 +76,13 @@ def instance_names(spec: dict[str, Any]) -> list[str]:
 
 
 def sensitive_keys(spec: dict[str, Any]) -> set[str]:
-    """Full keys whose values must never be shown (``web.1:admin_password``)."""
-    return {
-        f"{node}.{i}:{name}"
-        for node, body in spec["nodes"].items()
-        for i in range(1, int(body["multiplicity"]) + 1)
-        for name in body.get("sensitive", [])
-    }
+    """Full keys whose values must never be shown (``web.1:admin_password``), including
+    the outputs that feed a sensitive input (``db.1:password``)."""
+    keys: set[str] = set()
+    for node, body in spec["nodes"].items():
+        for name in body.get("sensitive", []):
+            source = body["inputs"].get(name, {}).get("from")
+            if source:
+                keys.add(str(source))
+            keys.update(f"{node}.{i}:{name}" for i in range(1, int(body["multiplicity"]) + 1))
+    return keys

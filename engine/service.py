@@ -21,9 +21,7 @@ from typing import Any
 
 from engine.clouds import CloudsConfig, load_clouds
 from engine.coordination import Coordinator
-from engine.files import write_atomic
 from engine.hub import Hub
-from engine.launcher import server_file
 from engine.loader import RecipeLoader
 from engine.overrides import Overrides
 from engine.runs import RunManager, run_summary
@@ -48,6 +46,7 @@ class Service:
         self.clouds_path = clouds_path
         self._serve = serve
         self._stop: Callable[[], None] | None = None
+        self._url: str | None = None
         self._manager: RunManager | None = None
 
     def clouds(self) -> CloudsConfig:
@@ -56,17 +55,23 @@ class Service:
         return load_clouds(path)
 
     def manager(self) -> RunManager:
-        """The run manager, with the agent server started (once) when there is one."""
+        """The run manager; the agent server starts when a run is first driven."""
         if self._manager is None:
-            url = ""
-            if self._serve is not None:
-                url, self._stop = self._serve(self.coordinator)
-                write_atomic(server_file(self.home), url + "\n")
             self._manager = RunManager(
-                self.home, self.store, self.hub, find_terraform(self.home), server_url=url
+                self.home,
+                self.store,
+                self.hub,
+                find_terraform(self.home),
+                coordinator=self.coordinator,
+                serve=self._start_server if self._serve is not None else None,
             )
-            self._manager.coordinator = self.coordinator
         return self._manager
+
+    def _start_server(self) -> str:
+        if self._url is None:
+            assert self._serve is not None
+            self._url, self._stop = self._serve(self.coordinator)
+        return self._url
 
     def close(self) -> None:
         if self._stop is not None:

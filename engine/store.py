@@ -292,6 +292,11 @@ class RunStore:
             row = conn.execute(query).first()
         return (row[0], row[1]) if row else None
 
+    def retire_instances(self, run_id: str) -> None:
+        """Mark every instance of a run removed: its token stops working."""
+        with self._write() as conn:
+            conn.execute(update(instances).where(instances.c.run_id == run_id).values(removed=True))
+
     def instances(self, run_id: str) -> list[dict[str, Any]]:
         query = (
             select(instances)

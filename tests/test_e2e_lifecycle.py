@@ -125,3 +125,32 @@ def test_destroy_cancels_a_run_on_its_way(tmp_path: Path) -> None:
         time.sleep(0.2)
     assert marked_processes(run_id) == []
     assert not (home / "runs" / run_id / "sandboxes").exists()
+
+
+def test_a_second_deploy_in_the_same_home_leaves_the_first_run_alone(tmp_path: Path) -> None:
+    """Each run's agents follow the server of the process driving that run, not the
+    newest process of the home."""
+    home, flag = tmp_path / "home", tmp_path / "gate"
+    write_recipes(tmp_path / "recipes", flag)
+    (tmp_path / "recipes" / "quick.yaml").write_text(
+        "kind: deployment\nname: quick\nkeep_running: never\nnodes:\n  q: {component: ubuntu}\n"
+    )
+    first = start_deploy(home, tmp_path / "recipes" / "gated-app.yaml")
+    run_id = wait_for_state(home, "Executing", first)
+    second = cli(home, "deploy", str(tmp_path / "recipes" / "quick.yaml"), "--json")
+    assert second.returncode == 0, second.stderr
+    assert json.loads(second.stdout)["state"] == "Done"
+    flag.write_text("open")
+    out, err = first.communicate(timeout=120)
+    try:
+        assert first.returncode == 0, err
+        doc = json.loads(out)
+        assert doc["state"] == "Ready"
+        assert doc["params"]["g.2:done"] == "yes from g.2"
+        again = cli(home, "resume", run_id, "--json")  # nothing left to do: stays Ready
+        assert json.loads(again.stdout)["state"] == "Ready"
+    finally:
+        cli(home, "destroy", run_id)
+    done = cli(home, "resume", run_id, "--json")  # a finished run is not revived
+    assert json.loads(done.stdout)["state"] == "Done"
+    assert marked_processes(run_id) == []

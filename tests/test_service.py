@@ -35,3 +35,24 @@ def test_sensitive_inputs_are_masked_for_users(tmp_path: Path) -> None:
     assert all("hunter2-secret" not in e.message for e in service.events("alice", run_id))
     compiled = (tmp_path / "home" / "runs" / run_id / "tf" / "local" / "main.tf.json").read_text()
     assert "hunter2-secret" not in compiled
+
+
+def test_outputs_feeding_a_sensitive_input_are_masked(tmp_path: Path) -> None:
+    root = tmp_path / "recipes"
+    root.mkdir()
+    (root / "maker.yaml").write_text(
+        "kind: component\nname: maker\nimage: debian-12\noutputs:\n  password: {}\n"
+    )
+    (root / "taker.yaml").write_text(
+        "kind: component\nname: taker\nimage: debian-12\n"
+        "inputs:\n  db_password: {sensitive: true}\n"
+    )
+    (root / "pair.yaml").write_text(
+        "kind: deployment\nname: pair\nnodes:\n  db: {component: maker}\n"
+        "  app:\n    component: taker\n    inputs:\n      db_password: {from: db:password}\n"
+    )
+    service = Service(tmp_path / "home", serve=None)
+    run_id = service.deploy("alice", root / "pair.yaml", None, root)
+    service.coordinator.publish(run_id, {"db.1:password": "s3cret-value"})
+    assert service.params("alice", run_id)["db.1:password"] == "***"
+    assert "s3cret-value" not in repr(service.get_run("alice", run_id))
