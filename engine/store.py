@@ -30,6 +30,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
+from engine.groupcommit import GroupWriter
 from engine.tables import events, instances, params, reports, runs, votes
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -110,6 +111,8 @@ class RunStore:
         self.is_sqlite = engine.dialect.name == "sqlite"
         # SQLite has one writer; queueing here beats spinning on SQLITE_BUSY.
         self._write_lock = threading.RLock() if self.is_sqlite else None
+        # Votes and parameters arrive in storms (every instance at once): commit together.
+        self._group = GroupWriter(self._write)
 
     @classmethod
     def open(cls, url: str) -> RunStore:
@@ -312,11 +315,15 @@ class RunStore:
         self.set_params(run_id, {key: value})
 
     def set_params(self, run_id: str, values: Mapping[str, str]) -> None:
-        """Store several values in one transaction."""
+        """Store several values in one transaction (shared with concurrent writers)."""
         now = time.time()
-        with self._write() as conn:
-            for key, value in values.items():
-                conn.execute(self._param_upsert(run_id, key, value, now))
+        statements = [self._param_upsert(run_id, k, v, now) for k, v in values.items()]
+
+        def write(conn: Connection) -> None:
+            for statement in statements:
+                conn.execute(statement)
+
+        self._group.submit(write)
 
     def get_param(self, run_id: str, key: str) -> str | None:
         query = select(params.c.value).where(params.c.run_id == run_id, params.c.key == key)
@@ -330,15 +337,13 @@ class RunStore:
             return {k: v for k, v in conn.execute(query).all()}
 
     def vote(self, run_id: str, instance: str, state: str) -> None:
-        with self._write() as conn:
-            conn.execute(
-                self._upsert(
-                    votes,
-                    {"run_id": run_id, "instance": instance, "state": state, "at": time.time()},
-                    ["run_id", "instance", "state"],
-                    ["at"],
-                )
-            )
+        statement = self._upsert(
+            votes,
+            {"run_id": run_id, "instance": instance, "state": state, "at": time.time()},
+            ["run_id", "instance", "state"],
+            ["at"],
+        )
+        self._group.submit(lambda conn: conn.execute(statement))
 
     def voters(self, run_id: str, state: str) -> set[str]:
         query = select(votes.c.instance).where(votes.c.run_id == run_id, votes.c.state == state)
