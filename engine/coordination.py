@@ -282,9 +282,8 @@ class Coordinator:
     def publish(self, run_id: str, values: dict[str, str]) -> None:
         """Store values set by the engine or an agent, then wake whoever waits for them."""
         cache = self._cache(run_id)
-        with cache.lock:  # store and cache in the same order for concurrent writers
-            self.store.set_params(run_id, values)
-            cache.values.update(values)
+        # The cache is updated in commit order, so it always agrees with the store.
+        self.store.set_params(run_id, values, after=lambda: cache.values.update(values))
         self.hub.notify(run_id, *values)
 
     def refresh_voters(self, run_id: str, state: str) -> set[str]:

@@ -29,12 +29,18 @@ Write = Callable[[Any], object]
 
 
 class _Pending:
-    __slots__ = ("done", "error", "write")
+    __slots__ = ("after", "done", "error", "write")
 
-    def __init__(self, write: Write) -> None:
+    def __init__(self, write: Write, after: Callable[[], None] | None) -> None:
         self.write = write
+        self.after = after
         self.done = threading.Event()
         self.error: BaseException | None = None
+
+    def finish(self) -> None:
+        if self.error is None and self.after is not None:
+            self.after()
+        self.done.set()
 
 
 class GroupWriter:
@@ -49,9 +55,13 @@ class GroupWriter:
         self._thread = threading.Thread(target=self._loop, name="group-commit", daemon=True)
         self._thread.start()
 
-    def submit(self, write: Write) -> None:
-        """Run ``write(conn)`` in a shared transaction; returns once it is committed."""
-        pending = _Pending(write)
+    def submit(self, write: Write, after: Callable[[], None] | None = None) -> None:
+        """Run ``write(conn)`` in a shared transaction; returns once it is committed.
+
+        ``after`` runs once committed, in commit order, on the writer thread: the place to
+        update caches that must agree with the store.
+        """
+        pending = _Pending(write, after)
         with self._cond:
             if self._closed:
                 raise RuntimeError("group writer is closed")
@@ -84,13 +94,14 @@ class GroupWriter:
                 for pending in batch:
                     pending.write(conn)
         except BaseException:
+            # Retried one by one, so only the culprit fails.
             for pending in batch:
                 try:
                     with self._begin() as conn:
                         pending.write(conn)
                 except BaseException as exc:
-                    pending.error = exc
-                pending.done.set()
+                    pending.error = exc  # handed to the caller
+                pending.finish()
             return
         for pending in batch:
-            pending.done.set()
+            pending.finish()

@@ -15,9 +15,8 @@ Example:
 
 from __future__ import annotations
 
-import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 FLAGS_TTL_S = 0.5
 
@@ -31,7 +30,6 @@ class RunCache:
     state: str = ""
     abort: str | None = None
     flags_at: float = 0.0
-    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def flags_fresh(self) -> bool:
         return time.monotonic() - self.flags_at < FLAGS_TTL_S

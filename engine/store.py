@@ -19,7 +19,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -314,8 +314,11 @@ class RunStore:
     def set_param(self, run_id: str, key: str, value: str) -> None:
         self.set_params(run_id, {key: value})
 
-    def set_params(self, run_id: str, values: Mapping[str, str]) -> None:
-        """Store several values in one transaction (shared with concurrent writers)."""
+    def set_params(
+        self, run_id: str, values: Mapping[str, str], after: Callable[[], None] | None = None
+    ) -> None:
+        """Store several values in one transaction (shared with concurrent writers);
+        ``after`` runs once they are committed, in commit order."""
         now = time.time()
         statements = [self._param_upsert(run_id, k, v, now) for k, v in values.items()]
 
@@ -323,7 +326,7 @@ class RunStore:
             for statement in statements:
                 conn.execute(statement)
 
-        self._group.submit(write)
+        self._group.submit(write, after)
 
     def get_param(self, run_id: str, key: str) -> str | None:
         query = select(params.c.value).where(params.c.run_id == run_id, params.c.key == key)
