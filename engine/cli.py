@@ -24,7 +24,7 @@ from typing import Annotated, Any
 import typer
 
 from engine.canonical import dumps
-from engine.clouds import CloudsConfig, load_clouds
+from engine.clouds import CloudsConfig, load_home_clouds
 from engine.compiler import compile_text
 from engine.coordination import Coordinator
 from engine.errors import CloudError, Problem, RecipeInvalid, SlipstreamError
@@ -34,6 +34,7 @@ from engine.overrides import Overrides
 from engine.progress import LiveProgress
 from engine.schema import recipe_schema
 from engine.service import Service
+from engine.store import Event
 
 app = typer.Typer(
     name="slipstream",
@@ -62,16 +63,41 @@ CloudsOpt = Annotated[
 ]
 
 
+InputOpt = Annotated[list[str] | None, typer.Option("--input", help="KEY=VALUE")]
+CloudOpt = Annotated[list[str] | None, typer.Option("--cloud", help="NODE=CLOUD[,CLOUD…]")]
+MultiplicityOpt = Annotated[list[str] | None, typer.Option("--multiplicity", help="NODE=N")]
+
+
+def _overrides(
+    inputs: list[str] | None, cloud: list[str] | None, multiplicity: list[str] | None
+) -> Overrides:
+    """Parsed deploy-time overrides; a malformed one is a usage error (exit 2)."""
+    try:
+        return Overrides.parse(inputs or [], cloud or [], multiplicity or [])
+    except RecipeInvalid as err:
+        for problem in err.problems:
+            typer.echo(f"usage: {problem}", err=True)
+        raise typer.Exit(2) from err
+
+
+def _deployment_root(deployment: str) -> Path:
+    """The recipe root for a deployment given as a file, or by name (then: from here)."""
+    return recipe_root(Path(deployment) if Path(deployment).exists() else Path.cwd())
+
+
+def event_line(event: Event) -> str:
+    """One event as a terminal line: time, kind, message."""
+    stamp = time.strftime("%H:%M:%S", time.localtime(event.at))
+    return f"{stamp} {event.kind:<9} {event.message}"
+
+
 def service_home() -> Path:
     """The service home: ``$SLIPSTREAM_HOME`` or ``./.slipstream``."""
     return Path(os.environ.get("SLIPSTREAM_HOME", ".slipstream"))
 
 
 def _clouds(path: Path | None) -> CloudsConfig:
-    if path is None:
-        default = service_home() / "clouds.yaml"
-        return load_clouds(default if default.exists() else None)
-    return load_clouds(path)
+    return load_home_clouds(service_home(), path)
 
 
 def recipe_root(start: Path) -> Path:
@@ -143,24 +169,19 @@ def validate(
 @app.command("compile")
 def compile_cmd(
     deployment: Annotated[str, typer.Argument(help="deployment file, or its name")],
-    inputs: Annotated[list[str] | None, typer.Option("--input", help="KEY=VALUE")] = None,
-    cloud: Annotated[list[str] | None, typer.Option("--cloud", help="NODE=CLOUD[,CLOUD…]")] = None,
-    multiplicity: Annotated[list[str] | None, typer.Option("--multiplicity", help="NODE=N")] = None,
+    inputs: InputOpt = None,
+    cloud: CloudOpt = None,
+    multiplicity: MultiplicityOpt = None,
     clouds: CloudsOpt = None,
     out: Annotated[Path, typer.Option("--out", help="output folder")] = Path("out"),
     root: RootOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Compile a deployment to one Terraform JSON root per cloud: OUT/<cloud>/main.tf.json."""
-    try:
-        overrides = Overrides.parse(inputs or [], cloud or [], multiplicity or [])
-    except RecipeInvalid as err:
-        for problem in err.problems:
-            typer.echo(f"usage: {problem}", err=True)
-        raise typer.Exit(2) from err
+    overrides = _overrides(inputs, cloud, multiplicity)
     try:
         config = _clouds(clouds)
-        base = root or recipe_root(Path(deployment) if Path(deployment).exists() else Path.cwd())
+        base = root or _deployment_root(deployment)
         dep = RecipeLoader(base, config).deployment(deployment, overrides, require_values=True)
         texts = compile_text(dep, config)
     except RecipeInvalid as err:
@@ -220,16 +241,15 @@ class _Tail(threading.Thread):
     def flush(self) -> None:
         for event in self.service.store.events(self.run_id, self.after):
             self.after = event.id
-            stamp = time.strftime("%H:%M:%S", time.localtime(event.at))
-            typer.echo(f"{stamp} {event.kind:<9} {event.message}", err=True)
+            typer.echo(event_line(event), err=True)
 
 
 @app.command()
 def deploy(
     deployment: Annotated[str, typer.Argument(help="deployment file, or its name")],
-    inputs: Annotated[list[str] | None, typer.Option("--input", help="KEY=VALUE")] = None,
-    cloud: Annotated[list[str] | None, typer.Option("--cloud", help="NODE=CLOUD[,CLOUD…]")] = None,
-    multiplicity: Annotated[list[str] | None, typer.Option("--multiplicity", help="NODE=N")] = None,
+    inputs: InputOpt = None,
+    cloud: CloudOpt = None,
+    multiplicity: MultiplicityOpt = None,
     clouds: CloudsOpt = None,
     root: RootOpt = None,
     wait: Annotated[
@@ -242,15 +262,10 @@ def deploy(
     as_json: JsonOpt = False,
 ) -> None:
     """Deploy: provision every cloud, run the coordination phase, stop at Ready (or Done)."""
-    try:
-        overrides = Overrides.parse(inputs or [], cloud or [], multiplicity or [])
-    except RecipeInvalid as err:
-        for problem in err.problems:
-            typer.echo(f"usage: {problem}", err=True)
-        raise typer.Exit(2) from err
+    overrides = _overrides(inputs, cloud, multiplicity)
     service = _service(clouds)
     try:
-        base = root or recipe_root(Path(deployment) if Path(deployment).exists() else Path.cwd())
+        base = root or _deployment_root(deployment)
         run_id = service.deploy(_user(), deployment, overrides, base)
     except RecipeInvalid as err:
         service.close()
@@ -416,8 +431,7 @@ def logs(
             if as_json:
                 typer.echo(json.dumps(event.to_json(), sort_keys=True))
             else:
-                stamp = time.strftime("%H:%M:%S", time.localtime(event.at))
-                typer.echo(f"{stamp} {event.kind:<9} {event.message}")
+                typer.echo(event_line(event))
         run = service.store.get_run(run_id)
         if not follow or (run and run.state in ("Done", "Aborted", "Cancelled")):
             return

@@ -78,6 +78,12 @@ def load_clouds(path: Path | None) -> CloudsConfig:
     return parse_clouds(parse_file(path))
 
 
+def load_home_clouds(home: Path, path: Path | None = None) -> CloudsConfig:
+    """``path``, else ``clouds.yaml`` in the service home when present, else the default."""
+    default = home / "clouds.yaml"
+    return load_clouds(path or (default if default.exists() else None))
+
+
 def parse_clouds_text(text: str, name: str = "clouds.yaml") -> CloudsConfig:
     """Like :func:`load_clouds` for text in memory (tests, the REST API)."""
     return parse_clouds(parse_text(text, name))

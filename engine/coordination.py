@@ -134,7 +134,8 @@ class Coordinator:
                 cache = self._caches.get(run_id)
                 if cache is None:
                     self.spec(run_id)  # NotFound for an unknown run
-                    voters = {state: self.store.voters(run_id, state) for state in STATES}
+                    found = self.store.votes_by_state(run_id)
+                    voters = {state: found.get(state, set()) for state in STATES}
                     cache = RunCache(self.store.params(run_id), voters)
                     self._caches[run_id] = cache
         return cache
@@ -225,8 +226,9 @@ class Coordinator:
         if abort is not None:
             raise Aborted(abort)
 
-    def get(self, run_id: str, caller: str, key: str, wait_s: float) -> str | None:
-        """The value of ``key``, waiting up to ``wait_s`` for it; None when still unset."""
+    def get(self, run_id: str, caller: str, key: str, wait_s: float) -> tuple[str, str | None]:
+        """(stored key read, its value), waiting up to ``wait_s``; the value is None when
+        still unset."""
         target = self.resolve(run_id, caller, key)
         values = self._cache(run_id).values
         deadline = time.monotonic() + min(max(wait_s, 0.0), MAX_WAIT_S)
@@ -239,10 +241,10 @@ class Coordinator:
                 else:
                     value = values.get(target)
                 if value is not None:
-                    return value
+                    return target, value
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    return None
+                    return target, None
                 woken.wait(left)
                 woken.clear()
 
@@ -251,20 +253,15 @@ class Coordinator:
     ) -> list[str] | None:
         """One value per instance of ``node`` once every instance has set ``name``."""
         body = self._node(run_id, node, f"{node}:{name}")
-        keys = [
-            self.resolve(run_id, caller, f"{node}.{i}:{name}")
-            for i in range(1, int(body["multiplicity"]) + 1)
-        ]
         deadline = time.monotonic() + min(max(wait_s, 0.0), MAX_WAIT_S)
-        while True:
-            values: list[str] = []
-            for key in keys:
-                left = max(0.0, deadline - time.monotonic())
-                value = self.get(run_id, caller, key, left)
-                if value is None:
-                    return None
-                values.append(value)
-            return values
+        values: list[str] = []
+        for index in range(1, int(body["multiplicity"]) + 1):
+            left = max(0.0, deadline - time.monotonic())
+            _, value = self.get(run_id, caller, f"{node}.{index}:{name}", left)
+            if value is None:
+                return None
+            values.append(value)
+        return values
 
     def put(self, run_id: str, caller: str, key: str, value: str) -> str:
         """Store a value (after the fence and the checks); returns the stored key."""

@@ -27,9 +27,10 @@ from engine.store import RunStore
 def instance_rows(store: RunStore, run_id: str) -> list[tuple[str, str, str, str, str]]:
     """(instance, cloud, last state voted, hostname, status line) for every instance."""
     params = store.params(run_id)
+    by_state = store.votes_by_state(run_id)
     voted: dict[str, str] = {}
-    for state in STATES:
-        for name in store.voters(run_id, state):
+    for state in STATES:  # in order, so each instance ends on its latest state
+        for name in by_state.get(state, ()):
             voted[name] = state
     return [
         (

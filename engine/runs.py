@@ -67,8 +67,8 @@ class RunManager:
     ) -> None:
         self.home = home
         self.store = store
-        self.hub = hub
         self.coordinator = coordinator or Coordinator(store, hub)
+        self.hub = self.coordinator.hub
         self.terraform = terraform
         # Starts (once) the server agents talk to and returns its URL; None: no agents.
         self.serve = serve
@@ -385,14 +385,17 @@ def _retry_locked(step: Callable[[], object]) -> None:
             time.sleep(2)
 
 
+def masked_params(store: RunStore, run_id: str, secret_keys: set[str]) -> dict[str, str]:
+    """A run's parameters, sorted, with the values of ``secret_keys`` shown as ``***``."""
+    return {k: ("***" if k in secret_keys else v) for k, v in sorted(store.params(run_id).items())}
+
+
 def run_summary(store: RunStore, run_id: str, secret_keys: set[str]) -> dict[str, Any]:
     """A run as a JSON document: id, state, params (secrets masked), events."""
     run = store.get_run(run_id)
     if run is None:
         raise SlipstreamError(f"unknown run `{run_id}`")
-    params = {
-        k: ("***" if k in secret_keys else v) for k, v in sorted(store.params(run_id).items())
-    }
+    params = masked_params(store, run_id, secret_keys)
     return {
         "id": run.id,
         "deployment": run.deployment,

@@ -19,12 +19,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from engine.clouds import CloudsConfig, load_clouds
+from engine.clouds import CloudsConfig, load_home_clouds
 from engine.coordination import Coordinator
 from engine.hub import Hub
 from engine.loader import RecipeLoader
 from engine.overrides import Overrides
-from engine.runs import RunManager, run_summary
+from engine.runs import RunManager, masked_params, run_summary
 from engine.runspec import sensitive_keys
 from engine.store import Event, RunRecord, RunStore
 from engine.terraform_bin import find_terraform
@@ -50,9 +50,7 @@ class Service:
         self._manager: RunManager | None = None
 
     def clouds(self) -> CloudsConfig:
-        default = self.home / "clouds.yaml"
-        path = self.clouds_path or (default if default.exists() else None)
-        return load_clouds(path)
+        return load_home_clouds(self.home, self.clouds_path)
 
     def manager(self) -> RunManager:
         """The run manager; the agent server starts when a run is first driven."""
@@ -108,7 +106,4 @@ class Service:
         return self.store.events(run_id, after)
 
     def params(self, user: str, run_id: str) -> dict[str, str]:
-        hidden = sensitive_keys(self.coordinator.spec(run_id))
-        return {
-            k: ("***" if k in hidden else v) for k, v in sorted(self.store.params(run_id).items())
-        }
+        return masked_params(self.store, run_id, sensitive_keys(self.coordinator.spec(run_id)))

@@ -348,6 +348,15 @@ class RunStore:
         )
         self._group.submit(lambda conn: conn.execute(statement))
 
+    def votes_by_state(self, run_id: str) -> dict[str, set[str]]:
+        """Every vote of a run, in one query: state → instances that voted it."""
+        query = select(votes.c.state, votes.c.instance).where(votes.c.run_id == run_id)
+        found: dict[str, set[str]] = {}
+        with self.engine.connect() as conn:
+            for state, instance in conn.execute(query).all():
+                found.setdefault(state, set()).add(instance)
+        return found
+
     def voters(self, run_id: str, state: str) -> set[str]:
         query = select(votes.c.instance).where(votes.c.run_id == run_id, votes.c.state == state)
         with self.engine.connect() as conn:

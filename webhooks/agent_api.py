@@ -110,10 +110,10 @@ def recipe(run_id: str) -> Response:
 @bp.get("/runs/<run_id>/params/<path:key>")
 def get_param(run_id: str, key: str) -> tuple[Response, int]:
     coordinator = _coordinator()
-    value = coordinator.get(run_id, g.instance, key, _wait())
+    stored, value = coordinator.get(run_id, g.instance, key, _wait())
     if value is None:
         return jsonify({"error": "not set"}), 408
-    return jsonify({"key": coordinator.resolve(run_id, g.instance, key), "value": value}), 200
+    return jsonify({"key": stored, "value": value}), 200
 
 
 @bp.put("/runs/<run_id>/params/<path:key>")
