@@ -16,9 +16,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engine.canonical import dumps
-from engine.clouds import parse_clouds_text
-from engine.compiler import compile_deployment
-from engine.loader import RecipeLoader
+from engine.compile.compiler import compile_deployment
+from engine.recipes.clouds import parse_clouds_text
+from engine.recipes.loader import RecipeLoader
 
 NODES, PER_NODE, ROUNDS = 20, 50, 7
 CLOUDS = (

@@ -410,14 +410,14 @@ def listen_overflows() -> int:
 def run_one(n: int, args: argparse.Namespace) -> dict[str, Any]:
     import sqlalchemy
 
-    from engine.clouds import CloudsConfig
-    from engine.hub import Hub
-    from engine.launcher import token_file
-    from engine.loader import RecipeLoader
-    from engine.runs import RunManager
-    from engine.runspec import instance_names
-    from engine.store import RunStore
-    from engine.terraform_bin import TerraformExe
+    from engine.compile.runspec import instance_names
+    from engine.coordination.hub import Hub
+    from engine.recipes.clouds import CloudsConfig
+    from engine.recipes.loader import RecipeLoader
+    from engine.runs.launcher import token_file
+    from engine.runs.manager import RunManager
+    from engine.store.runstore import RunStore
+    from engine.terraform.binary import TerraformExe
     from webhooks.app import create_app
     from webhooks.server import EmbeddedServer
 

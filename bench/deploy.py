@@ -20,10 +20,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from engine.clouds import CloudsConfig  # noqa: E402
-from engine.compiler import compile_text  # noqa: E402
-from engine.loader import RecipeLoader  # noqa: E402
-from engine.terraform_bin import find_terraform, terraform_env  # noqa: E402
+from engine.compile.compiler import compile_text  # noqa: E402
+from engine.recipes.clouds import CloudsConfig  # noqa: E402
+from engine.recipes.loader import RecipeLoader  # noqa: E402
+from engine.terraform.binary import find_terraform, terraform_env  # noqa: E402
 
 
 def floor(tmp: Path) -> float:
@@ -57,7 +57,7 @@ def floor(tmp: Path) -> float:
 def deploy(tmp: Path) -> tuple[float, float]:
     """Seconds for `slipstream deploy webapp` to Ready, and for `destroy`."""
     env = dict(os.environ, SLIPSTREAM_HOME=str(tmp / "home"))
-    cmd = [sys.executable, "-m", "engine.cli"]
+    cmd = [sys.executable, "-m", "engine.cli.app"]
     start = time.perf_counter()
     done = subprocess.run(
         [*cmd, "deploy", "webapp", "--json"],

@@ -1,3 +1,9 @@
-"""The engine: recipes, compiler, Terraform runner, coordination, storage, service, CLI."""
+"""The engine: recipes, compiler, Terraform runner, coordination, storage, service, CLI.
+
+Packages, lowest first; each imports only those below it (``tests/test_layers.py`` checks):
+``errors``, ``files``, ``canonical`` (base) ← ``recipes`` ← ``compile``; ``terraform``,
+``store`` ← ``coordination``; all of them ← ``runs`` ← ``service`` ← ``cli``. ``agent`` is
+the stdlib-only file copied to machines and imports nothing of the project.
+"""
 
 __version__ = "0.1.0"

@@ -1,5 +1,9 @@
 """The product's error types: one small hierarchy every front end can map to a reply.
 
+Terraform's failures are here too (``TerraformError`` and its kinds, with the parsed
+``Diagnostic`` they carry); ``engine.terraform.events`` is the one place that classifies
+Terraform output into them.
+
 Messages say "what was happening: why". Recipe problems carry a ``file:line:column``.
 
 Example:
@@ -10,7 +14,9 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -64,3 +70,89 @@ class CloudError(SlipstreamError):
 
 class TerraformNotFound(SlipstreamError):
     """No Terraform executable could be found or installed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnostic:
+    """One Terraform diagnostic: an error or warning, perhaps tied to a resource or a file.
+
+    Example:
+        >>> d = Diagnostic.from_json({"severity": "error", "summary": "Bad", "detail": "why",
+        ...                           "range": {"filename": "main.tf", "start": {"line": 3}}})
+        >>> str(d)
+        'main.tf:3: Bad: why'
+    """
+
+    severity: str
+    summary: str
+    detail: str = ""
+    address: str | None = None
+    filename: str | None = None
+    line: int | None = None
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> Diagnostic:
+        rng = raw.get("range") or {}
+        return cls(
+            severity=str(raw.get("severity", "error")),
+            summary=str(raw.get("summary", "")).strip(),
+            detail=str(raw.get("detail") or "").strip(),
+            address=raw.get("address") or None,
+            filename=rng.get("filename"),
+            line=(rng.get("start") or {}).get("line"),
+        )
+
+    @property
+    def where(self) -> str:
+        """The resource address, else ``file:line``, else an empty string."""
+        if self.address:
+            return self.address
+        if self.filename:
+            return f"{self.filename}:{self.line}" if self.line else self.filename
+        return ""
+
+    def __str__(self) -> str:
+        first = self.detail.splitlines()[0].strip() if self.detail else ""
+        text = f"{self.summary}: {first}" if first else self.summary
+        return f"{self.where}: {text}" if self.where else text
+
+
+class TerraformError(SlipstreamError):
+    """A Terraform command failed; ``diagnostics`` are its error diagnostics, in order.
+
+    Example:
+        >>> str(TerraformError("plan", "exit status 1"))
+        'terraform plan: exit status 1'
+    """
+
+    def __init__(
+        self,
+        step: str,
+        message: str,
+        stderr_tail: str = "",
+        diagnostics: Sequence[Diagnostic] = (),
+    ) -> None:
+        self.step = step
+        self.stderr_tail = stderr_tail
+        self.diagnostics = list(diagnostics)
+        super().__init__(f"terraform {step}: {message}")
+
+
+class StateLocked(TerraformError):
+    """Another command holds the state lock of this root."""
+
+
+class ConfigInvalid(TerraformError):
+    """The root module or its input variables are wrong; Terraform changed nothing."""
+
+
+class ProviderUnavailable(TerraformError):
+    """A provider could not be found or downloaded (registry unreachable, no such version)."""
+
+
+class TerraformCancelled(TerraformError):
+    """The command was interrupted because someone cancelled it."""
+
+
+class TerraformTimeout(TerraformError):
+    """The command ran longer than the runner allows and was interrupted."""

@@ -19,15 +19,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from engine.clouds import CloudsConfig, load_home_clouds
-from engine.coordination import Coordinator
-from engine.hub import Hub
-from engine.loader import RecipeLoader
-from engine.overrides import Overrides
-from engine.runs import RunManager, masked_params, run_summary
-from engine.runspec import sensitive_keys
-from engine.store import Event, RunRecord, RunStore
-from engine.terraform_bin import find_terraform
+from engine.compile.runspec import sensitive_keys
+from engine.coordination.coordinator import Coordinator
+from engine.coordination.hub import Hub
+from engine.recipes.clouds import CloudsConfig, load_home_clouds
+from engine.recipes.loader import RecipeLoader
+from engine.recipes.overrides import Overrides
+from engine.runs.manager import RunManager, masked_params, run_summary
+from engine.store.runstore import Event, RunRecord, RunStore
+from engine.terraform.binary import find_terraform
 
 # Given the coordinator, starts serving agents; returns (base URL, stop function).
 Serve = Callable[[Coordinator], tuple[str, Callable[[], None]]]
@@ -96,7 +96,7 @@ class Service:
         return self.manager().terminate(run_id)
 
     def get_run(self, user: str, run_id: str) -> dict[str, Any]:
-        """The run's document (see :func:`engine.runs.run_summary`)."""
+        """The run's document (see :func:`engine.runs.manager.run_summary`)."""
         return run_summary(self.store, run_id, sensitive_keys(self.coordinator.spec(run_id)))
 
     def list_runs(self, user: str) -> list[RunRecord]:

@@ -18,7 +18,7 @@ from functools import cache
 
 from providers_map.base import CloudMapping
 
-_NOT_MAPPINGS = {"base", "catalog"}
+_NOT_MAPPINGS = {"base", "bootstrap", "catalog", "machines", "size"}
 
 
 @cache

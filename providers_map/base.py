@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from engine.model import Size
+from providers_map.size import Size
 
 # Variables every root declares; the engine passes their values at plan time.
 COMMON_VARIABLES: dict[str, Any] = {

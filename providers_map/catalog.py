@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from engine.model import Size
+from providers_map.size import Size
 
 DATA = Path(__file__).parent / "data"
 

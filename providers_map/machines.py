@@ -34,7 +34,7 @@ def firewall_ports(p: NodePlacement) -> list[int]:
     """Inbound TCP ports of a node's machines: the component's, plus SSH for operators.
 
     Example:
-        >>> from engine.model import Size
+        >>> from providers_map.size import Size
         >>> web = NodePlacement("web", "web", "", (1,), "debian-12", Size.named("small"),
         ...                     (8080, 443), (), {})
         >>> firewall_ports(web)
@@ -48,7 +48,7 @@ def labels(root: CloudRoot, p: NodePlacement, extra: Mapping[str, Any] | None) -
     may replace ``Name``) and the run id; ``slipstream-*`` keys always stay ours.
 
     Example:
-        >>> from engine.model import Size
+        >>> from providers_map.size import Size
         >>> web = NodePlacement("web", "web", "", (1,), "debian-12", Size.named("small"),
         ...                     (), (), {})
         >>> tags = labels(CloudRoot("aws-eu", {}, "shop", "", (web,)), web,
@@ -66,7 +66,7 @@ def reserved_labels(p: NodePlacement, key: str) -> list[str]:
     """Reasons for ``slipstream-*`` keys in the override ``key`` (a map of labels).
 
     Example:
-        >>> from engine.model import Size
+        >>> from providers_map.size import Size
         >>> web = NodePlacement("web", "web", "", (1,), "debian-12", Size.named("small"),
         ...                     (), (), {"tags": {"slipstream-run": "x", "team": "y"}})
         >>> reserved_labels(web, "tags")  # doctest: +ELLIPSIS

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.model import SIZES
 from providers_map.base import (
     COMMON_VARIABLES,
     CloudMapping,
@@ -35,6 +34,7 @@ from providers_map.base import (
 from providers_map.bootstrap import AGENT_VARIABLES, user_data
 from providers_map.catalog import image_lookup, machine_type
 from providers_map.machines import firewall_ports, image_data_name, labels, reserved_labels
+from providers_map.size import SIZES
 
 VARIABLES: dict[str, Any] = {**COMMON_VARIABLES, **AGENT_VARIABLES}
 INSTANCE = "openstack_compute_instance_v2"
@@ -85,7 +85,7 @@ def flavor(root: CloudRoot, p: NodePlacement) -> str | None:
     """The flavor name of a node's machines, escaped; None when nothing fits.
 
     Example:
-        >>> from engine.model import Size
+        >>> from providers_map.size import Size
         >>> p = NodePlacement("web", "web", "", (1,), "debian-12", Size.named("large"),
         ...                   (), (), {})
         >>> flavor(CloudRoot("lab", {"cloud": "lab"}, "d", "", (p,)), p)

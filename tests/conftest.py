@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.terraform_bin import TerraformExe, find_terraform, terraform_env
+from engine.terraform.binary import TerraformExe, find_terraform, terraform_env
 
 REPO = Path(__file__).resolve().parent.parent
 

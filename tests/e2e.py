@@ -19,7 +19,7 @@ def cli(
     """Run ``slipstream ARGS`` as a real process with ``home`` as its service home."""
     env = dict(os.environ, SLIPSTREAM_HOME=str(home), SLIPSTREAM_USER="tester")
     done = subprocess.run(
-        [sys.executable, "-m", "engine.cli", *args],
+        [sys.executable, "-m", "engine.cli.app", *args],
         cwd=cwd or REPO,
         env=env,
         capture_output=True,

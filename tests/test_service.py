@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.overrides import Overrides
+from engine.recipes.overrides import Overrides
 from engine.service import Service
 
 

@@ -1,7 +1,7 @@
 """The agent (coordination) API: what `ss-get`, `ss-set` and the agent daemon call.
 
 Each instance holds a bearer token scoped to its run; only its SHA-256 is stored. Routes
-only turn HTTP into :class:`~engine.coordination.Coordinator` calls and back.
+only turn HTTP into :class:`~engine.coordination.coordinator.Coordinator` calls and back.
 
 Example:
     GET /agent/v1/runs/<run>/params/db_url?wait=30   Authorization: Bearer <token>
@@ -16,7 +16,8 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request, send_file
 
-from engine.coordination import (
+from engine.agent import AGENT_FILE
+from engine.coordination.coordinator import (
     MAX_VALUE_BYTES,
     AgentError,
     BadRequest,
@@ -27,7 +28,6 @@ from engine.coordination import (
 )
 from engine.files import write_atomic_bytes
 
-AGENT_FILE = Path(__file__).resolve().parent.parent / "engine" / "agent" / "slipstream_agent.py"
 MAX_REPORT_BYTES = 50 * 1024 * 1024
 
 bp = Blueprint("agent_api", __name__, url_prefix="/agent/v1")

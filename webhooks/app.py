@@ -1,9 +1,9 @@
 """The HTTP server's app factory: ``create_app(home, coordinator)``.
 
 Example:
-    >>> from engine.hub import Hub
-    >>> from engine.store import RunStore
-    >>> from engine.coordination import Coordinator
+    >>> from engine.coordination.hub import Hub
+    >>> from engine.store.runstore import RunStore
+    >>> from engine.coordination.coordinator import Coordinator
     >>> app = create_app(Path("."), Coordinator(RunStore.open("sqlite://"), Hub()))
     >>> app.test_client().get("/healthz").json
     {'ok': True}
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from flask import Flask, Response, jsonify
 
-from engine.coordination import Coordinator
+from engine.coordination.coordinator import Coordinator
 from webhooks.agent_api import bp as agent_bp
 
 

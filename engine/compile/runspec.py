@@ -1,0 +1,88 @@
+"""The run spec: what the coordination layer needs to know of a deployment, as plain JSON.
+
+Stored with the run, so a server restarted later (or another worker) coordinates the run
+without reloading recipes. Deployment inputs are resolved to values here.
+
+Example:
+    >>> from engine.recipes.clouds import CloudsConfig
+    >>> from engine.recipes.loader import RecipeLoader
+    >>> cfg = CloudsConfig.default()
+    >>> spec = build_spec(RecipeLoader(None, cfg).deployment("webapp"), cfg)
+    >>> spec["nodes"]["web"]["inputs"]["db_url"]
+    {'from': 'db.1:url'}
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine.recipes.clouds import CloudsConfig
+from engine.recipes.model import Deployment, FromInput, FromOutput, LiteralValue
+
+
+def build_spec(dep: Deployment, clouds: CloudsConfig) -> dict[str, Any]:
+    """A JSON-able description of every node: inputs, outputs, scripts, placement."""
+    nodes: dict[str, Any] = {}
+    for node in dep.nodes.values():
+        comp = node.component
+        inputs: dict[str, Any] = {}
+        for name, spec in comp.inputs.items():
+            binding = node.bindings.get(name)
+            if isinstance(binding, FromOutput):
+                inputs[name] = {"from": binding.text}
+            elif isinstance(binding, FromInput):
+                inputs[name] = {"value": dep.values.get(binding.name) or ""}
+            elif isinstance(binding, LiteralValue):
+                inputs[name] = {"value": binding.value}
+            else:
+                inputs[name] = {"value": spec.default or ""}
+        sensitive = sorted(k for k, s in comp.inputs.items() if s.sensitive)
+        sensitive += sorted(
+            name
+            for name, b in node.bindings.items()
+            if isinstance(b, FromInput) and dep.inputs[b.name].sensitive and name not in sensitive
+        )
+        nodes[node.name] = {
+            "component": comp.name,
+            "multiplicity": node.multiplicity,
+            "clouds": list(node.clouds),
+            "cloud_types": {c: clouds.get(c).type for c in node.clouds},
+            "image": comp.image,
+            "packages": list(comp.packages),
+            "inputs": inputs,
+            "outputs": list(comp.outputs),
+            "sensitive": sensitive,
+            "scripts": {
+                k: [{"component": p.component, "text": p.text} for p in parts]
+                for k, parts in comp.scripts.items()
+            },
+            "max_failures": node.max_failures,
+        }
+    return {
+        "deployment": dep.name,
+        "keep_running": dep.keep_running,
+        "timeout_s": dep.timeout_s,
+        "nodes": nodes,
+    }
+
+
+def instance_names(spec: dict[str, Any]) -> list[str]:
+    """Every instance of the spec, node by node: ``db.1``, ``web.1``, ``web.2``…"""
+    return [
+        f"{node}.{i}"
+        for node, body in spec["nodes"].items()
+        for i in range(1, int(body["multiplicity"]) + 1)
+    ]
+
+
+def sensitive_keys(spec: dict[str, Any]) -> set[str]:
+    """Full keys whose values must never be shown (``web.1:admin_password``), including
+    the outputs that feed a sensitive input (``db.1:password``)."""
+    keys: set[str] = set()
+    for node, body in spec["nodes"].items():
+        for name in body.get("sensitive", []):
+            source = body["inputs"].get(name, {}).get("from")
+            if source:
+                keys.add(str(source))
+            keys.update(f"{node}.{i}:{name}" for i in range(1, int(body["multiplicity"]) + 1))
+    return keys

@@ -1,0 +1,275 @@
+"""Building a valid :class:`Deployment`: nodes, clouds, input values and input mappings.
+
+Overrides (inputs, clouds, multiplicity) are applied here, so a locked input or an unknown
+cloud is reported exactly like a mistake in the file. Mappings may point both ways
+between two nodes: machines publish before they wait.
+
+Example:
+    >>> from engine.recipes.clouds import CloudsConfig
+    >>> from engine.recipes.loader import RecipeLoader
+    >>> dep = RecipeLoader(None, CloudsConfig.default()).deployment("webapp")
+    >>> dep.nodes["web"].bindings["db_url"].text
+    'db.1:url'
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from engine.errors import Problem
+from engine.recipes.inputs import check_value, normalise, parse_specs
+from engine.recipes.model import (
+    Binding,
+    Component,
+    Deployment,
+    FromInput,
+    FromOutput,
+    InputSpec,
+    KeepRunning,
+    LiteralValue,
+    Node,
+    frozen_map,
+)
+from engine.recipes.overrides import Overrides, option_mark
+from engine.recipes.source import RecipeSource
+from engine.recipes.yamlsrc import Located
+
+DEFAULT_TIMEOUT_S = 30 * 60
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: str | int) -> int:
+    """Seconds in ``30m``, ``90s``, ``2h``, ``1d`` or a bare number of seconds.
+
+    >>> parse_duration("30m"), parse_duration(45)
+    (1800, 45)
+    """
+    if isinstance(value, int):
+        return value
+    match = re.fullmatch(r"([0-9]+)([smhd]?)", value)
+    if not match:
+        raise ValueError(f"bad duration `{value}`")
+    return int(match.group(1)) * _UNIT_SECONDS[match.group(2) or "s"]
+
+
+class DeploymentBuilder:
+    """Checks one deployment document's meaning, with overrides applied."""
+
+    def __init__(
+        self, loader: RecipeSource, doc: Located, overrides: Overrides, require_values: bool
+    ) -> None:
+        self.loader = loader
+        self.doc = doc
+        self.body: dict[str, Located] = doc.value
+        self.overrides = overrides
+        self.require_values = require_values
+        self.problems = loader.problems
+
+    def build(self) -> Deployment | None:
+        before = len(self.problems)
+        inputs = parse_specs(self.body.get("inputs"), self.problems, deployment=True)
+        values = self._input_values(inputs)
+        nodes_section = self.body["nodes"]
+        node_docs: dict[str, Located] = nodes_section.value
+        for unknown in sorted(
+            (set(self.overrides.clouds) | set(self.overrides.multiplicity)) - set(node_docs)
+        ):
+            option = "--cloud" if unknown in self.overrides.clouds else "--multiplicity"
+            self.problems.append(
+                Problem(
+                    option_mark(option, unknown),
+                    f"unknown node `{unknown}` (nodes: {', '.join(node_docs)})",
+                )
+            )
+        components: dict[str, Component | None] = {}
+        multiplicity: dict[str, int] = {}
+        clouds: dict[str, tuple[str, ...]] = {}
+        for name, node_doc in node_docs.items():
+            body: dict[str, Located] = node_doc.value
+            comp_node = body["component"]
+            components[name] = self.loader.component(str(comp_node.value), comp_node.mark)
+            multiplicity[name] = self.overrides.multiplicity.get(
+                name, int(body["multiplicity"].value) if "multiplicity" in body else 1
+            )
+            clouds[name] = self._clouds(name, body)
+
+        nodes: dict[str, Node] = {}
+        for name, node_doc in node_docs.items():
+            component = components[name]
+            if component is None:
+                continue
+            bindings = self._bindings(name, node_doc, component, inputs, components, multiplicity)
+            body = node_doc.value
+            nodes[name] = Node(
+                name=name,
+                component=component,
+                multiplicity=multiplicity[name],
+                clouds=clouds[name],
+                max_failures=int(body["max_failures"].value) if "max_failures" in body else 0,
+                bindings=frozen_map(bindings),  # type: ignore[arg-type]
+            )
+        if len(self.problems) > before:
+            return None
+        timeout = self.body.get("timeout")
+        keep: KeepRunning = (
+            self.body["keep_running"].value if "keep_running" in self.body else "on-success"
+        )
+        return Deployment(
+            name=str(self.body["name"].value),
+            description=str(self.body["description"].value) if "description" in self.body else "",
+            inputs=frozen_map(inputs),  # type: ignore[arg-type]
+            values=frozen_map(values),  # type: ignore[arg-type]
+            keep_running=keep,
+            timeout_s=parse_duration(timeout.value) if timeout is not None else DEFAULT_TIMEOUT_S,
+            scalable=bool(self.body["scalable"].value) if "scalable" in self.body else False,
+            nodes=frozen_map(nodes),  # type: ignore[arg-type]
+            source=self.doc.mark.file,
+        )
+
+    def _input_values(self, inputs: dict[str, InputSpec]) -> dict[str, str | None]:
+        values: dict[str, str | None] = {k: s.default for k, s in inputs.items()}
+        for key, value in self.overrides.inputs.items():
+            mark = option_mark("--input", f"{key}=…")
+            spec = inputs.get(key)
+            if spec is None:
+                known = ", ".join(inputs) or "none"
+                self.problems.append(Problem(mark, f"unknown input `{key}` (inputs: {known})"))
+            elif spec.locked:
+                self.problems.append(
+                    Problem(mark, f"input `{key}` is locked ({spec.mark}) and cannot be overridden")
+                )
+            elif (why := check_value(spec, value)) is not None:
+                self.problems.append(Problem(mark, why))
+            else:
+                values[key] = normalise(spec, value)
+        if self.require_values:
+            for key, spec in inputs.items():
+                if values[key] is None:
+                    self.problems.append(
+                        Problem(
+                            spec.mark or self.doc.mark,
+                            f"input `{key}` has no default: give it a value (--input {key}=…)",
+                        )
+                    )
+        return values
+
+    def _clouds(self, name: str, body: dict[str, Located]) -> tuple[str, ...]:
+        known = self.loader.clouds.clouds
+        if name in self.overrides.clouds:
+            chosen = self.overrides.clouds[name]
+            for cloud in chosen:
+                if cloud not in known:
+                    self.problems.append(
+                        Problem(
+                            option_mark("--cloud", f"{name}={cloud}"), _unknown_cloud(cloud, known)
+                        )
+                    )
+            return chosen
+        node = body.get("cloud")
+        if node is None:
+            return ("local",)
+        items = node.value if isinstance(node.value, list) else [node]
+        for item in items:
+            if item.value not in known:
+                self.problems.append(Problem(item.mark, _unknown_cloud(str(item.value), known)))
+        return tuple(str(i.value) for i in items)
+
+    def _bindings(
+        self,
+        name: str,
+        node_doc: Located,
+        component: Component,
+        inputs: dict[str, InputSpec],
+        components: dict[str, Component | None],
+        multiplicity: dict[str, int],
+    ) -> dict[str, Binding]:
+        body: dict[str, Located] = node_doc.value
+        section = body.get("inputs")
+        given: dict[str, Located] = section.value if section is not None else {}
+        bindings: dict[str, Binding] = {}
+        for key, value_node in given.items():
+            key_mark = section.key_mark(key) if section is not None else node_doc.mark
+            spec = component.inputs.get(key)
+            if spec is None:
+                declared = ", ".join(component.inputs) or "none"
+                self.problems.append(
+                    Problem(
+                        key_mark,
+                        f"component `{component.name}` has no input `{key}` (inputs: {declared})",
+                    )
+                )
+                continue
+            binding = self._binding(spec, value_node, inputs, components, multiplicity)
+            if binding is not None:
+                bindings[key] = binding
+        for key, spec in component.inputs.items():
+            if key not in given and spec.default is None:
+                self.problems.append(
+                    Problem(
+                        node_doc.mark,
+                        f"node `{name}`: input `{key}` of "
+                        f"component `{component.name}` has no default and "
+                        "is not mapped",
+                    )
+                )
+        return bindings
+
+    def _binding(
+        self,
+        spec: InputSpec,
+        node: Located,
+        inputs: dict[str, InputSpec],
+        components: dict[str, Component | None],
+        multiplicity: dict[str, int],
+    ) -> Binding | None:
+        if not isinstance(node.value, dict):
+            text = node.as_text()
+            why = check_value(spec, text)
+            if why:
+                self.problems.append(Problem(node.mark, why))
+                return None
+            return LiteralValue(normalise(spec, text))
+        source = node.value["from"]
+        ref = str(source.value)
+        mark = source.mark
+        head, _, key = ref.partition(":")
+        if head == "input":
+            if key not in inputs:
+                known = ", ".join(inputs) or "none"
+                self.problems.append(
+                    Problem(mark, f"`{ref}`: the deployment has no input `{key}` (inputs: {known})")
+                )
+                return None
+            return FromInput(key)
+        target, _, index_text = head.partition(".")
+        index = int(index_text) if index_text else 1
+        if target not in components:
+            self.problems.append(
+                Problem(mark, f"`{ref}`: unknown node `{target}` (nodes: {', '.join(components)})")
+            )
+            return None
+        target_component = components[target]
+        if target_component is None:
+            return None
+        if key not in target_component.outputs:
+            if key in target_component.inputs:
+                why = (
+                    f"`{ref}` maps to an input of component `{target_component.name}`; "
+                    "map to an output"
+                )
+            else:
+                why = f"`{ref}`: component `{target_component.name}` has no output `{key}`"
+            outputs = ", ".join(target_component.outputs) or "none"
+            self.problems.append(Problem(mark, f"{why} (outputs: {outputs})"))
+            return None
+        if index > multiplicity[target]:
+            self.problems.append(
+                Problem(mark, f"`{ref}`: node `{target}` has {multiplicity[target]} instance(s)")
+            )
+            return None
+        return FromOutput(target, index, key)
+
+
+def _unknown_cloud(cloud: str, known: Mapping[str, object]) -> str:
+    return f"unknown cloud `{cloud}` (configured: {', '.join(sorted(known))})"

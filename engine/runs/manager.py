@@ -1,0 +1,407 @@
+"""RunManager: takes a run through the state machine (DESIGN section 5).
+
+Provisioning applies every cloud root in parallel; then each state waits at the barrier
+until every instance has voted. A run stuck in one state longer than its timeout is
+aborted with a message naming who has not voted and what they wait for. Phases are
+checkpointed in the store, and applying a root again is idempotent, so a run whose process
+died is resumed by driving it again (`slipstream resume`) without duplicating resources.
+
+Example (not run as a doctest: it deploys)::
+
+        manager = RunManager(Path(".slipstream"), store, hub, exe)
+        run_id = manager.create(deployment, clouds, user="alice")
+        manager.drive(run_id)
+        # 'Ready'
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, wait
+from pathlib import Path
+from typing import Any
+
+from engine.agent import AGENT_FILE
+from engine.canonical import dumps
+from engine.compile.compiler import compile_deployment
+from engine.compile.runspec import build_spec, instance_names
+from engine.coordination.coordinator import Coordinator, token_hash
+from engine.coordination.hub import Hub
+from engine.errors import SlipstreamError, StateLocked
+from engine.files import write_atomic
+from engine.recipes.clouds import CloudsConfig
+from engine.recipes.model import Deployment
+from engine.runs.launcher import server_file, token_file
+from engine.runs.locks import RunLock
+from engine.store.runstore import NewInstance, NewRun, RunStore
+from engine.terraform.binary import TerraformExe, terraform_env
+from engine.terraform.events import TfEvent
+from engine.terraform.runner import TerraformRunner
+
+BARRIER_STATES = ("Provisioning", "Executing", "SendingReports")
+POLL_S = 1.0
+TERMINATE_WAIT_S = 900.0
+CANCEL_WAIT_S = 300.0
+STATE_LOCK_WAIT_S = 300.0
+# States of a run still on its way to Ready, in order.
+_ON_THE_WAY = ("Initializing", "Provisioning", "Executing", "SendingReports")
+
+
+class RunManager:
+    """Creates, drives, terminates and resumes runs of one service home."""
+
+    def __init__(
+        self,
+        home: Path,
+        store: RunStore,
+        hub: Hub,
+        terraform: TerraformExe,
+        *,
+        coordinator: Coordinator | None = None,
+        serve: Callable[[], str] | None = None,
+    ) -> None:
+        self.home = home
+        self.store = store
+        self.coordinator = coordinator or Coordinator(store, hub)
+        self.hub = self.coordinator.hub
+        self.terraform = terraform
+        # Starts (once) the server agents talk to and returns its URL; None: no agents.
+        self.serve = serve
+        self.server_url = ""
+
+    def run_dir(self, run_id: str) -> Path:
+        return self.home / "runs" / run_id
+
+    # -- creation ---------------------------------------------------------------------
+
+    def create(self, dep: Deployment, clouds: CloudsConfig, user: str) -> str:
+        """Store a new run with its spec, instances, tokens and compiled roots."""
+        run_id = uuid.uuid4().hex[:16]
+        documents = compile_deployment(dep, clouds)
+        spec = build_spec(dep, clouds)
+        spec["cloud_types"] = {name: clouds.get(name).type for name in documents}
+        base = self.run_dir(run_id)
+        base.mkdir(parents=True, mode=0o700)
+        for cloud, doc in documents.items():
+            write_atomic(base / "tf" / cloud / "main.tf.json", dumps(doc))
+        new_instances, initial = [], {"ss:category": "Deployment", "ss:state": "Initializing"}
+        for node, body in spec["nodes"].items():
+            ids = list(range(1, int(body["multiplicity"]) + 1))
+            initial[f"{node}:multiplicity"] = str(len(ids))
+            initial[f"{node}:ids"] = ",".join(str(i) for i in ids)
+            for i in ids:
+                name = f"{node}.{i}"
+                cloud = body["clouds"][(i - 1) % len(body["clouds"])]
+                token = secrets.token_urlsafe(32)
+                write_atomic(token_file(self.home, run_id, name), token + "\n", mode=0o600)
+                new_instances.append(NewInstance(name, node, i, cloud, token_hash(token)))
+                initial.update(
+                    {f"{name}:nodename": node, f"{name}:id": str(i), f"{name}:cloud": cloud}
+                )
+                for key, binding in body["inputs"].items():
+                    if "value" in binding:
+                        initial[f"{name}:{key}"] = str(binding["value"])
+        self.store.create_run(
+            NewRun(run_id, dep.name, user, dep.keep_running, dep.timeout_s, dumps(spec)),
+            new_instances,
+            initial,
+        )
+        self.store.add_event(
+            run_id,
+            "created",
+            f"run of `{dep.name}` created by {user}",
+            {"instances": len(new_instances), "clouds": sorted(documents)},
+        )
+        return run_id
+
+    # -- driving ----------------------------------------------------------------------
+
+    def lock(self, run_id: str, purpose: str, wait_s: float = 0.0) -> RunLock:
+        """The lock a process holds while it drives or terminates ``run_id``."""
+        return RunLock(self.run_dir(run_id) / "driver.lock", purpose, wait_s)
+
+    def drive(self, run_id: str) -> str:
+        """Take the run from wherever it is to Ready or an end state; returns the state.
+
+        Also what resuming is: phases already done are skipped, applies are idempotent.
+        Only the process holding the run's lock serves its agents (``serve``).
+        """
+        with self.lock(run_id, "deploy"):
+            if self.serve is not None:
+                self.server_url = self.serve()
+                write_atomic(server_file(self.run_dir(run_id)), self.server_url + "\n")
+            return self._drive(run_id)
+
+    def _drive(self, run_id: str) -> str:
+        run = self.store.get_run(run_id)
+        assert run is not None
+        try:
+            if run.abort_message is None and run.state in ("Initializing", "Provisioning"):
+                if run.state == "Initializing":
+                    self.coordinator.set_state(run_id, "Provisioning", expect="Initializing")
+                self._apply_all(run_id)
+                self.store.set_checkpoint(run_id, "applied")
+            for state in BARRIER_STATES:
+                run = self.store.get_run(run_id)
+                assert run is not None
+                if run.abort_message is not None or run.state not in _ON_THE_WAY:
+                    break
+                if _ON_THE_WAY.index(state) < _ON_THE_WAY.index(run.state):
+                    continue
+                if run.state != state:
+                    self.coordinator.set_state(run_id, state, expect=run.state)
+                if not self._barrier(run_id, state, run.timeout_s):
+                    break
+            else:
+                self.coordinator.set_state(run_id, "Ready", expect="SendingReports")
+        except Exception as err:
+            message = str(err) if isinstance(err, SlipstreamError) else f"internal error: {err!r}"
+            self.coordinator.abort(run_id, message)
+        return self._after(run_id)
+
+    def _after(self, run_id: str) -> str:
+        """What ``keep_running`` and the abort flag decide once the run stopped moving."""
+        run = self.store.get_run(run_id)
+        assert run is not None
+        if run.abort_message is not None:
+            if run.state not in ("Aborted", "Cancelled", "Done"):
+                self.coordinator.set_state(run_id, "Cancelled" if run.cancelled else "Aborted")
+            if run.cancelled or run.keep_running in ("never", "on-success"):
+                self._destroy_all(run_id)
+        elif run.state == "Finalizing" or (
+            run.state == "Ready" and run.keep_running in ("never", "on-error")
+        ):
+            return self._terminate(run_id)
+        final = self.store.get_run(run_id)
+        assert final is not None
+        return final.state
+
+    def _barrier(self, run_id: str, state: str, timeout_s: int) -> bool:
+        expected = set(instance_names(self.coordinator.spec(run_id)))
+        run = self.store.get_run(run_id)
+        assert run is not None
+        deadline = run.state_since + timeout_s
+        while True:
+            missing = self.coordinator.wait_votes(run_id, state, expected, POLL_S)
+            if missing:
+                # Votes can only reach the store through this process's server; re-reading
+                # once a second is the safety net, not the path.
+                missing = expected - self.coordinator.refresh_voters(run_id, state)
+            run = self.store.get_run(run_id)
+            assert run is not None
+            if run.abort_message is not None:
+                return False
+            if not missing:
+                return True
+            if time.time() > deadline:
+                waits = self.hub.waits_of(run_id)
+                who = "; ".join(
+                    f"{i}" + (f" (waiting for {', '.join(waits[i])})" if i in waits else "")
+                    for i in sorted(missing)
+                )
+                self.coordinator.abort(
+                    run_id,
+                    f"timeout: run stayed in {state} longer than {timeout_s}s; not voted: {who}",
+                )
+                return False
+
+    # -- Terraform --------------------------------------------------------------------
+
+    def _variables(self, run_id: str, cloud_type: str) -> dict[str, Any]:
+        variables: dict[str, Any] = {"run_id": run_id}
+        if cloud_type == "local":
+            variables["launcher"] = [
+                sys.executable,
+                "-m",
+                "engine.runs.launcher",
+                "--home",
+                str(self.home.resolve()),
+            ]
+            variables["sandbox_root"] = str((self.run_dir(run_id) / "sandboxes").resolve())
+        else:
+            tokens = {}
+            for inst in self.store.instances(run_id):
+                path = token_file(self.home, run_id, inst["name"])
+                tokens[inst["name"]] = path.read_text(encoding="utf-8").strip()
+            variables.update({"server_url": self.server_url, "agent_tokens": tokens})
+            if cloud_type == "ssh":
+                variables["agent_path"] = str(AGENT_FILE)
+        return variables
+
+    def _runner(self, run_id: str, cloud: str) -> TerraformRunner:
+        def on_event(event: TfEvent) -> None:
+            if (
+                event.type
+                in ("apply_complete", "apply_errored", "change_summary", "provision_errored")
+                or event.level == "error"
+            ):
+                self.store.add_event(
+                    run_id,
+                    "terraform",
+                    f"{cloud}: {event.message}",
+                    {
+                        "cloud": cloud,
+                        "resource": event.resource,
+                        "action": event.action,
+                        "elapsed_s": event.elapsed_s,
+                    },
+                )
+
+        env = terraform_env(self.home)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+        return TerraformRunner(
+            self.terraform, self.run_dir(run_id) / "tf" / cloud, env, on_event=on_event
+        )
+
+    def _each_cloud(self, run_id: str, step: str) -> None:
+        """Run ``step`` (apply or destroy) on every cloud root at once.
+
+        While applying, an abort (from an agent, a timeout or ``destroy`` in another process)
+        cancels the running Terraform commands; so does an interrupt of this process.
+        """
+        spec = self.coordinator.spec(run_id)
+        clouds: dict[str, str] = spec["cloud_types"]
+        runners = {cloud: self._runner(run_id, cloud) for cloud in clouds}
+
+        def one(cloud: str) -> None:
+            runner = runners[cloud]
+            variables = self._variables(run_id, clouds[cloud])
+            self.store.add_event(run_id, "terraform", f"{cloud}: {step} started")
+            _retry_locked(runner.init)
+            if step == "apply":
+                _retry_locked(lambda: runner.plan(variables))
+                runner.apply()
+                self._record_outputs(run_id, runner.output())
+            else:
+                _retry_locked(lambda: runner.destroy(variables))
+            self.store.add_event(run_id, "terraform", f"{cloud}: {step} done")
+
+        pool = ThreadPoolExecutor(max_workers=max(1, len(clouds)))
+        futures = [pool.submit(one, c) for c in clouds]
+        try:
+            while True:
+                _, pending = wait(futures, timeout=POLL_S)
+                if not pending:
+                    break
+                if step == "apply" and self.coordinator.flags(run_id)[1] is not None:
+                    for runner in runners.values():
+                        runner.cancel()
+        except BaseException:
+            for runner in runners.values():
+                runner.cancel()
+            wait(futures, timeout=CANCEL_WAIT_S)
+            raise
+        finally:
+            pool.shutdown(wait=False)
+        for future in futures:
+            future.result()
+
+    def _apply_all(self, run_id: str) -> None:
+        self._each_cloud(run_id, "apply")
+
+    def _record_outputs(self, run_id: str, outputs: dict[str, Any]) -> None:
+        values = {}
+        for name, entry in (outputs.get("instances") or {}).items():
+            values[f"{name}:hostname"] = str(entry.get("address", ""))
+            values[f"{name}:instanceid"] = str(entry.get("id", ""))
+        self.coordinator.publish(run_id, values)
+
+    def _destroy_all(self, run_id: str) -> None:
+        run = self.store.get_run(run_id)
+        if run is not None and run.checkpoint == "destroyed":
+            return
+        try:
+            self._each_cloud(run_id, "destroy")
+            self.store.set_checkpoint(run_id, "destroyed")
+            # Nothing left to authenticate: drop the tokens and the empty sandbox root.
+            shutil.rmtree(self.run_dir(run_id) / "tokens", ignore_errors=True)
+            self.coordinator.retire(run_id)
+            sandboxes = self.run_dir(run_id) / "sandboxes"
+            if sandboxes.is_dir() and not any(sandboxes.iterdir()):
+                sandboxes.rmdir()
+        except Exception as err:
+            self.store.add_event(run_id, "error", f"destroy failed: {err}")
+            self.store.set_checkpoint(run_id, "destroy-failed", str(err))
+
+    # -- terminate --------------------------------------------------------------------
+
+    def terminate(self, run_id: str) -> str:
+        """Ready → Finalizing → Done; a run still on its way is cancelled, then destroyed.
+
+        A run whose resources could not all be destroyed stays in Finalizing (or keeps its
+        end state) with checkpoint ``destroy-failed``; terminating again retries.
+        """
+        run = self.store.get_run(run_id)
+        if run is None:
+            raise SlipstreamError(f"unknown run `{run_id}`")
+        if run.state in _ON_THE_WAY:
+            # A driver in another process sees the flag, cancels Terraform, destroys, lets go.
+            self.coordinator.abort(run_id, "terminated by user", cancel=True)
+        with self.lock(run_id, "destroy", wait_s=TERMINATE_WAIT_S):
+            return self._terminate(run_id)
+
+    def _terminate(self, run_id: str) -> str:
+        run = self.store.get_run(run_id)
+        assert run is not None
+        if run.state in ("Ready", "Finalizing"):
+            if run.state == "Ready":
+                self.coordinator.set_state(run_id, "Finalizing", expect="Ready")
+            self._destroy_all(run_id)
+            if self._destroyed(run_id):
+                self.coordinator.set_state(run_id, "Done", expect="Finalizing")
+        elif run.state in ("Aborted", "Cancelled", "Done"):
+            self._destroy_all(run_id)
+        else:
+            self.coordinator.abort(run_id, "terminated by user", cancel=True)
+            self.coordinator.set_state(run_id, "Cancelled")
+            self._destroy_all(run_id)
+        final = self.store.get_run(run_id)
+        assert final is not None
+        return final.state
+
+    def _destroyed(self, run_id: str) -> bool:
+        run = self.store.get_run(run_id)
+        return run is not None and run.checkpoint == "destroyed"
+
+
+def _retry_locked(step: Callable[[], object]) -> None:
+    """Run a Terraform step, waiting out a state lock left by a command still finishing
+    (for example the apply of a deploying process that was killed)."""
+    deadline = time.monotonic() + STATE_LOCK_WAIT_S
+    while True:
+        try:
+            step()
+            return
+        except StateLocked:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(2)
+
+
+def masked_params(store: RunStore, run_id: str, secret_keys: set[str]) -> dict[str, str]:
+    """A run's parameters, sorted, with the values of ``secret_keys`` shown as ``***``."""
+    return {k: ("***" if k in secret_keys else v) for k, v in sorted(store.params(run_id).items())}
+
+
+def run_summary(store: RunStore, run_id: str, secret_keys: set[str]) -> dict[str, Any]:
+    """A run as a JSON document: id, state, params (secrets masked), events."""
+    run = store.get_run(run_id)
+    if run is None:
+        raise SlipstreamError(f"unknown run `{run_id}`")
+    params = masked_params(store, run_id, secret_keys)
+    return {
+        "id": run.id,
+        "deployment": run.deployment,
+        "user": run.user,
+        "state": run.state,
+        "abort": run.abort_message,
+        "params": params,
+        "url": params.get("ss:url.service"),
+        "events": [e.to_json() for e in store.events(run_id)],
+    }
