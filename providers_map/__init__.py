@@ -8,6 +8,8 @@ Example:
     'local'
     >>> "aws" in cloud_types()
     True
+    >>> "abiquo" in NO_PROVIDER
+    True
 """
 
 from __future__ import annotations
@@ -19,6 +21,13 @@ from functools import cache
 from providers_map.base import CloudMapping
 
 _NOT_MAPPINGS = {"base", "bootstrap", "catalog", "machines", "size"}
+
+# Cloud types SlipStream users knew that no maintained Terraform provider reaches: what
+# ``clouds.yaml`` answers when one is asked for.
+NO_PROVIDER: dict[str, str] = {
+    "abiquo": "reach machines already running there with type `ssh`",
+    "occi": "OCCI sites (EGI's federated cloud) offer the OpenStack API now: use type `openstack`",
+}
 
 
 @cache

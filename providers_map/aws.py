@@ -5,7 +5,11 @@ Per node: a security group (the component's ports plus SSH) and an ``aws_instanc
 and bootstrapped by :func:`providers_map.bootstrap.user_data`. Credentials never appear:
 the provider reads the usual AWS environment. Once an instance exists, a newer AMI or a
 new server URL/token does not replace it (``ignore_changes``), so scaling and
-reconciling never reboot or recreate the survivors.
+reconciling never reboot or recreate the survivors. Snapshots are AMIs made with
+``aws_ami_from_instance``.
+
+Checked against the hashicorp/aws 6.25.0 schema (``tests/providers_map/schemas/aws.json``),
+hence the ``~> 6.25`` pin.
 
 Example:
     >>> MAPPING.instance_resource
@@ -16,8 +20,7 @@ Example:
 
 from __future__ import annotations
 
-import re
-from typing import Any
+from typing import Any, ClassVar
 
 from providers_map.base import (
     COMMON_VARIABLES,
@@ -36,8 +39,10 @@ from providers_map.machines import (
     RESERVED_PREFIX,
     firewall_ports,
     image_data_name,
+    instance_labels,
     labels,
     reserved_labels,
+    snapshot_source,
 )
 
 VARIABLES: dict[str, Any] = {**COMMON_VARIABLES, **AGENT_VARIABLES}
@@ -89,6 +94,7 @@ class AwsMapping(CloudMapping):
 
     type = "aws"
     instance_resource = "aws_instance"
+    snapshot_resource: ClassVar[str] = "aws_ami_from_instance"
     settings_schema = SETTINGS_SCHEMA
     override_schema = OVERRIDE_SCHEMA
 
@@ -120,7 +126,7 @@ class AwsMapping(CloudMapping):
             "//": f"slipstream deployment {escape(root.deployment)} on cloud {root.cloud}",
             "terraform": {
                 "required_version": ">= 1.4.0",
-                "required_providers": {"aws": {"source": "hashicorp/aws", "version": ">= 5.0"}},
+                "required_providers": {"aws": {"source": "hashicorp/aws", "version": "~> 6.25"}},
             },
             "provider": {"aws": {"region": escape(str(settings["region"]))}},
             "variable": VARIABLES,
@@ -150,8 +156,7 @@ class AwsMapping(CloudMapping):
             >>> block["aws_ami_from_instance"]["webapp-web-1a2b"]["source_instance_id"]
             '${aws_instance.web["1"].id}'
         """
-        if not re.fullmatch(r'aws_instance\.[A-Za-z_][\w-]*(\["[\w.-]+"\])?', instance_address):
-            raise ValueError(f"not an aws_instance address: {instance_address!r}")
+        snapshot_source(self.instance_resource, instance_address)
         return {
             "aws_ami_from_instance": {
                 image_data_name(name): {
@@ -192,7 +197,7 @@ class AwsMapping(CloudMapping):
         instance_type = overrides.get("instance_type") or machine_type(self.type, p.size)
         tags = {
             "Name": f"{escape(root.deployment)}-{p.node}-${{each.key}}",
-            **labels(root, p, overrides.get("tags")),
+            **instance_labels(root, p, overrides.get("tags")),
         }
         instance: dict[str, Any] = {
             "for_each": instance_map(p),

@@ -21,7 +21,24 @@ from providers_map.size import Size
 # Variables every root declares; the engine passes their values at plan time.
 COMMON_VARIABLES: dict[str, Any] = {
     "run_id": {"type": "string", "description": "the run this root belongs to"},
+    "service": {
+        "type": "string",
+        "default": "slipstream",
+        "description": "the SlipStream service owning the run; every machine is labelled with it",
+    },
 }
+
+
+class SnapshotUnsupported(NotImplementedError):
+    """The cloud cannot turn an instance into an image; the message says why.
+
+    Example:
+        >>> from providers_map import mapping_for
+        >>> mapping_for("local").snapshot('terraform_data.web["1"]', "img")
+        Traceback (most recent call last):
+        ...
+        providers_map.base.SnapshotUnsupported: cloud type `local` cannot make images: ...
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +75,9 @@ class CloudMapping(ABC):
 
     ``settings_schema`` describes the cloud's entry in ``clouds.yaml`` (besides ``type``);
     ``override_schema`` describes ``clouds.<type>`` overrides in a component.
+
+    Images: a mapping that can make them sets ``snapshot_resource`` and implements
+    :meth:`snapshot`; one that cannot says why in ``cannot_snapshot``.
     """
 
     type: str = ""
@@ -65,6 +85,34 @@ class CloudMapping(ABC):
     override_schema: ClassVar[dict[str, Any]] = {"type": "object", "additionalProperties": False}
     # Terraform resource type whose instances hold one machine each.
     instance_resource: str = ""
+    # Terraform resource type that :meth:`snapshot` adds; empty when the cloud cannot.
+    snapshot_resource: ClassVar[str] = ""
+    # Why this cloud cannot make an image of an instance (shown to users); empty when it can.
+    cannot_snapshot: ClassVar[str] = ""
+
+    @property
+    def can_snapshot(self) -> bool:
+        """Whether :meth:`snapshot` makes images on this cloud.
+
+        Example:
+            >>> from providers_map import mapping_for
+            >>> mapping_for("aws").can_snapshot, mapping_for("ssh").can_snapshot
+            (True, False)
+        """
+        return bool(self.snapshot_resource)
+
+    def snapshot(self, instance_address: str, name: str) -> dict[str, Any]:
+        """The resource block (to merge under ``resource`` of a root this mapping rendered)
+        that bakes the instance at Terraform address ``instance_address`` into an image
+        called ``name``; the image id is the ``id`` of
+        ``<snapshot_resource>.<machines.image_data_name(name)>``.
+
+        Raises :class:`SnapshotUnsupported` (saying why) on clouds that cannot, and
+        ValueError for an address that is not one of this mapping's instances.
+        """
+        raise SnapshotUnsupported(
+            f"cloud type `{self.type}` cannot make images: {self.cannot_snapshot}"
+        )
 
     def check(self, root: CloudRoot) -> list[str]:
         """Reasons the cloud cannot hold this root (empty when it can)."""

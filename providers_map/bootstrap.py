@@ -48,6 +48,15 @@ def shell_quoted(expression: str) -> str:
     return _QUOTED.replace("EXPR", expression)
 
 
+def _values(instance: str) -> dict[str, str]:
+    return {
+        "__SLIPSTREAM_SERVER__": "var.server_url",
+        "__SLIPSTREAM_RUN_ID__": "var.run_id",
+        "__SLIPSTREAM_INSTANCE__": instance,
+        "__SLIPSTREAM_TOKEN__": f"var.agent_tokens[{instance}]",
+    }
+
+
 def user_data(instance: str = "each.value.instance") -> str:
     """The bootstrap script as a Terraform JSON string, for the instance named by ``instance``
     (a Terraform expression: ``each.value.instance`` inside a ``for_each`` over
@@ -57,13 +66,30 @@ def user_data(instance: str = "each.value.instance") -> str:
         >>> "var.agent_tokens[self.input.instance]" in user_data("self.input.instance")
         True
     """
-    values = {
-        "__SLIPSTREAM_SERVER__": "var.server_url",
-        "__SLIPSTREAM_RUN_ID__": "var.run_id",
-        "__SLIPSTREAM_INSTANCE__": instance,
-        "__SLIPSTREAM_TOKEN__": f"var.agent_tokens[{instance}]",
-    }
     script = escape(TEMPLATE)
-    for placeholder, expression in values.items():
+    for placeholder, expression in _values(instance).items():
         script = script.replace(placeholder, shell_quoted(expression))
     return script
+
+
+# What a literal character becomes inside an HCL quoted template ("…").
+_HCL_QUOTED = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def user_data_base64(instance: str = "each.value.instance") -> str:
+    r""":func:`user_data` base64-encoded by Terraform, for clouds whose argument takes
+    base64 (Azure ``custom_data``, vCD's ``user-data`` guest property, OpenNebula's
+    ``START_SCRIPT_BASE64``): one ``base64encode("…")`` call on the same script written as
+    an HCL quoted template, so Terraform fills in the same four values before encoding.
+
+    Example:
+        >>> encoded = user_data_base64()
+        >>> encoded.startswith('${base64encode("#!/bin/sh\\n# SlipStream agent bootstrap')
+        True
+        >>> shell_quoted("var.server_url") in encoded
+        True
+    """
+    literal = "".join(_HCL_QUOTED.get(c, c) for c in escape(TEMPLATE))
+    for placeholder, expression in _values(instance).items():
+        literal = literal.replace(placeholder, shell_quoted(expression))
+    return '${base64encode("' + literal + '")}'

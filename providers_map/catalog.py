@@ -7,6 +7,8 @@ Example:
     't3.medium'
     >>> machine_type("aws", Size(cpu=512, ram_gb=1, disk_gb=10)) is None
     True
+    >>> machine_shape("opennebula", Size.named("large"))
+    (4, 16.0)
 """
 
 from __future__ import annotations
@@ -54,3 +56,17 @@ def machine_type(cloud_type: str, size: Size) -> str | None:
         if row["cpu"] >= size.cpu and row["ram_gb"] >= size.ram_gb:
             return str(row["type"])
     return None
+
+
+def machine_shape(cloud_type: str, size: Size) -> tuple[int, float]:
+    """vCPUs and GiB of RAM for a cloud without machine types, where a machine gets exactly
+    what it asks for: a named size's row, else the custom size as given.
+
+    Example:
+        >>> machine_shape("vcd", Size(cpu=3, ram_gb=6, disk_gb=30))
+        (3, 6)
+    """
+    rows: dict[str, dict[str, Any]] = _table("sizes")[cloud_type]
+    if size.name and size.name in rows:
+        return int(rows[size.name]["cpu"]), float(rows[size.name]["ram_gb"])
+    return size.cpu, size.ram_gb

@@ -13,7 +13,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from providers_map.base import (
     COMMON_VARIABLES,
@@ -52,6 +52,9 @@ class LocalMapping(CloudMapping):
 
     type = "local"
     instance_resource = "terraform_data"
+    cannot_snapshot: ClassVar[str] = (
+        "instances are process groups on this host; there is no machine to image"
+    )
 
     def render(self, root: CloudRoot) -> dict[str, Any]:
         resources = {resource_name(p.node): self._resource(root, p) for p in root.placements}

@@ -10,6 +10,9 @@ The disk is the flavor's. With ``floating_ip_pool`` every instance gets a floati
 which becomes its address. Snapshots are not offered: the provider has no resource that
 images a server.
 
+Checked against the terraform-provider-openstack/openstack 3.0.0 schema
+(``tests/providers_map/schemas/openstack.json``), hence the ``~> 3.0`` pin.
+
 Example:
     >>> MAPPING.instance_resource
     'openstack_compute_instance_v2'
@@ -19,7 +22,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from providers_map.base import (
     COMMON_VARIABLES,
@@ -33,7 +36,12 @@ from providers_map.base import (
 )
 from providers_map.bootstrap import AGENT_VARIABLES, user_data
 from providers_map.catalog import image_lookup, machine_type
-from providers_map.machines import firewall_ports, image_data_name, labels, reserved_labels
+from providers_map.machines import (
+    firewall_ports,
+    image_data_name,
+    instance_labels,
+    reserved_labels,
+)
 from providers_map.size import SIZES
 
 VARIABLES: dict[str, Any] = {**COMMON_VARIABLES, **AGENT_VARIABLES}
@@ -103,6 +111,9 @@ class OpenStackMapping(CloudMapping):
 
     type = "openstack"
     instance_resource = INSTANCE
+    cannot_snapshot: ClassVar[str] = (
+        "the OpenStack provider has no resource that makes an image of a server"
+    )
     settings_schema = SETTINGS_SCHEMA
     override_schema = OVERRIDE_SCHEMA
 
@@ -147,7 +158,7 @@ class OpenStackMapping(CloudMapping):
                 "required_providers": {
                     "openstack": {
                         "source": "terraform-provider-openstack/openstack",
-                        "version": ">= 2.0",
+                        "version": "~> 3.0",
                     }
                 },
             },
@@ -176,7 +187,7 @@ class OpenStackMapping(CloudMapping):
                 f"${{openstack_networking_secgroup_v2.{resource_name(p.node)}.name}}"
             ],
             "user_data": user_data(),
-            "metadata": labels(root, p, p.overrides.get("metadata")),
+            "metadata": instance_labels(root, p, p.overrides.get("metadata")),
             # A new image version or server URL must not rebuild running servers.
             "lifecycle": {"ignore_changes": ["image_id", "user_data"]},
         }

@@ -68,6 +68,9 @@ class SshMapping(CloudMapping):
 
     type = "ssh"
     instance_resource = "terraform_data"
+    cannot_snapshot: ClassVar[str] = (
+        "instances run on existing hosts of a pool; there is no machine image to make"
+    )
     settings_schema: ClassVar[dict[str, Any]] = {
         "type": "object",
         "required": ["hosts"],

@@ -17,11 +17,11 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from engine.errors import RecipeInvalid
+from engine.errors import Problem, RecipeInvalid
 from engine.recipes.schema import NAME_RE
 from engine.recipes.structure import check
 from engine.recipes.yamlsrc import Located, parse_file, parse_text
-from providers_map import cloud_types, mapping_for
+from providers_map import NO_PROVIDER, cloud_types, mapping_for
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,9 +90,12 @@ def parse_clouds_text(text: str, name: str = "clouds.yaml") -> CloudsConfig:
 
 
 def parse_clouds(doc: Located) -> CloudsConfig:
-    problems = check(doc, _top_schema())
+    """Check and load a parsed clouds file; :class:`RecipeInvalid` lists every problem."""
+    answers = _without_provider(doc)
+    answered = {p.mark for p in answers}
+    problems = [p for p in check(doc, _top_schema()) if p.mark not in answered] + answers
     if problems:
-        raise RecipeInvalid(problems)
+        raise RecipeInvalid(sorted(problems, key=lambda p: p.mark))
     entries: dict[str, Located] = doc.value["clouds"].value
     clouds: dict[str, Cloud] = {"local": Cloud("local", "local", {})}
     for name, entry in entries.items():
@@ -103,6 +106,25 @@ def parse_clouds(doc: Located) -> CloudsConfig:
     if problems:
         raise RecipeInvalid(problems)
     return CloudsConfig(clouds, doc.mark.file)
+
+
+def _without_provider(doc: Located) -> list[Problem]:
+    """A clear answer for each cloud of a type SlipStream knew but no provider reaches."""
+    clouds = doc.get("clouds")
+    entries = clouds.value if clouds is not None and isinstance(clouds.value, dict) else {}
+    answers: list[Problem] = []
+    for name, entry in entries.items():
+        kind = entry.get("type")
+        if kind is not None and isinstance(kind.value, str) and kind.value in NO_PROVIDER:
+            answers.append(
+                Problem(
+                    kind.mark,
+                    f"clouds.{name}.type: type `{kind.value}` has no maintained Terraform "
+                    f"provider; {NO_PROVIDER[kind.value]} (mapped types: "
+                    f"{', '.join(cloud_types())})",
+                )
+            )
+    return answers
 
 
 @cache

@@ -19,7 +19,7 @@ from templates import TEMPLATES_DIR
 GOLDEN = Path(__file__).parent / "golden"
 CLOUDS = load_clouds(GOLDEN / "clouds.yaml")
 DEPLOYMENTS = sorted(p.stem for p in (TEMPLATES_DIR / "deployments").glob("*.yaml"))
-TARGETS = ["local", "rack", "aws-eu", "os-lab"]
+TARGETS = CLOUDS.names()
 
 
 def compiled(deployment: str, cloud: str) -> str:

@@ -100,7 +100,7 @@ def live_templates(value: Any) -> list[str]:
 def test_webapp_structure() -> None:
     doc = compile_on("aws-eu", "webapp")
     assert doc["terraform"]["required_providers"] == {
-        "aws": {"source": "hashicorp/aws", "version": ">= 5.0"}
+        "aws": {"source": "hashicorp/aws", "version": "~> 6.25"}
     }
     assert doc["provider"] == {"aws": {"region": "eu-west-1"}}
     assert doc["variable"] == {**COMMON_VARIABLES, **AGENT_VARIABLES}
@@ -124,6 +124,8 @@ def test_webapp_structure() -> None:
     assert tags["Name"] == "webapp-web-${each.key}"
     assert tags["slipstream-run"] == "${var.run_id}"
     assert tags["slipstream-node"] == "web"
+    assert tags["slipstream-instance"] == "${each.value.instance}"
+    assert tags["slipstream-service"] == "${var.service}"
 
 
 def test_webapp_amis_come_from_the_catalog() -> None:

@@ -15,7 +15,7 @@ from engine.recipes.clouds import parse_clouds_text
 from engine.recipes.loader import RecipeLoader
 from engine.recipes.overrides import Overrides
 from providers_map import mapping_for
-from providers_map.base import COMMON_VARIABLES, escape
+from providers_map.base import COMMON_VARIABLES, SnapshotUnsupported, escape
 from providers_map.bootstrap import AGENT_VARIABLES, shell_quoted, user_data
 from providers_map.catalog import native_images
 from providers_map.openstack import MAPPING
@@ -34,7 +34,7 @@ def on_lab(deployment: str, clouds: str = CLOUDS, root: Path | None = None) -> d
 def test_webapp_structure() -> None:
     doc = on_lab("webapp")
     assert doc["terraform"]["required_providers"] == {
-        "openstack": {"source": "terraform-provider-openstack/openstack", "version": ">= 2.0"}
+        "openstack": {"source": "terraform-provider-openstack/openstack", "version": "~> 3.0"}
     }
     assert doc["provider"] == {"openstack": {"cloud": "lab"}}
     assert doc["variable"] == {**COMMON_VARIABLES, **AGENT_VARIABLES}
@@ -231,4 +231,6 @@ def test_rendering_is_deterministic() -> None:
 
 def test_registered_without_snapshots() -> None:
     assert mapping_for("openstack") is MAPPING
-    assert not hasattr(MAPPING, "snapshot")
+    assert not MAPPING.can_snapshot
+    with pytest.raises(SnapshotUnsupported, match="no resource that makes an image of a server"):
+        MAPPING.snapshot(f'{SERVER}.web["1"]', "img")
