@@ -326,7 +326,7 @@ class RunStore:
             for statement in statements:
                 conn.execute(statement)
 
-        self._group.submit(write, after)
+        self._group.submit(write, None if after is None else lambda _: after())
 
     def get_param(self, run_id: str, key: str) -> str | None:
         query = select(params.c.value).where(params.c.run_id == run_id, params.c.key == key)
