@@ -362,7 +362,7 @@ def show_profile(stats: Any, path: Path) -> None:
     total = sum(r.tsub for r in rows) or 1.0
     groups: dict[str, float] = {}
     for r in rows:
-        for tag in ("sqlalchemy", "werkzeug", "flask", "socketserver", "threading", "engine/"):
+        for tag in ("werkzeug", "flask", "socketserver", "threading", "engine/"):
             if tag in r.module:
                 groups[tag] = groups.get(tag, 0.0) + r.tsub
                 break
@@ -408,8 +408,6 @@ def listen_overflows() -> int:
 
 
 def run_one(n: int, args: argparse.Namespace) -> dict[str, Any]:
-    import sqlalchemy
-
     from engine.compile.runspec import instance_names
     from engine.coordination.hub import Hub
     from engine.recipes.clouds import CloudsConfig
@@ -431,12 +429,7 @@ def run_one(n: int, args: argparse.Namespace) -> dict[str, Any]:
             write_recipes(root, n, int(args.timeout)), require_values=True
         )
         store = RunStore.open(f"sqlite:///{home}/runs.db")
-        opened = [0]  # SQLite connections the pool opened (overflow ones are closed again)
-
-        def on_connect(*_: Any) -> None:
-            opened[0] += 1
-
-        sqlalchemy.event.listen(store.engine, "connect", on_connect)
+        db = store.database  # counts the SQLite connections it opens (one per reading thread)
 
         # Terraform is never started here: the bench drives the states itself.
         manager = RunManager(home, store, Hub(), TerraformExe(["false"], "bench"))
@@ -530,7 +523,7 @@ def run_one(n: int, args: argparse.Namespace) -> dict[str, Any]:
             yappi: Any = importlib.import_module("yappi")
             yappi.set_clock_type("cpu")
             yappi.start(builtins=False, profile_threads=True)
-        start, cpu, opened_before = time.monotonic(), os.times(), opened[0]
+        start, cpu, opened_before = time.monotonic(), os.times(), db.opened
         for state in STATES[:-1]:
             coordinator.set_state(run_id, state)
             set_at[state] = time.monotonic()
@@ -543,7 +536,7 @@ def run_one(n: int, args: argparse.Namespace) -> dict[str, Any]:
         total = time.monotonic() - start
         now = os.times()
         server_cpu = (now.user - cpu.user, now.system - cpu.system)
-        db_connects = opened[0] - opened_before
+        db_connects = db.opened - opened_before
         if args.profile:
             yappi.stop()
             show_profile(yappi.get_func_stats(), Path(f"{args.profile}.{n}.pstat"))
@@ -558,7 +551,7 @@ def run_one(n: int, args: argparse.Namespace) -> dict[str, Any]:
         overflows = listen_overflows() - overflows
         run = store.get_run(run_id)
         server.stop()
-        store.engine.dispose()
+        store.close()
     results = finished["instances"]
     res = analyse(n, ok, total, set_at, results, run.abort_message if run else None)
     res["overflows"] = overflows
@@ -675,7 +668,7 @@ def show(res: dict[str, Any]) -> None:
         f"(with the burst), {res['reconnects']} resets/retries; listen queue overflows "
         f"{res['overflows']}"
     )
-    print(f"  SQLite connections opened by the pool during the run: {res['db_connects']}")
+    print(f"  SQLite connections opened during the run: {res['db_connects']}")
     server_cpu, client_cpu, same = res["cpu"]
     if same:
         print(

@@ -1,9 +1,16 @@
 """RunStore: runs, instances, runtime parameters, votes, events and reports.
 
-SQLite in the service home by default (WAL, one writer at a time in this process), or
-PostgreSQL from ``SLIPSTREAM_DATABASE_URL``; the schema is made by Alembic migrations.
-Every write is committed before the call returns, so a value is stored before any agent
-or user is told it was accepted.
+SQLite in the service home by default, or PostgreSQL from ``SLIPSTREAM_DATABASE_URL``,
+spoken in plain SQL through the stdlib ``sqlite3`` or psycopg 3 (see
+:mod:`engine.store.database`); the schema is made by Alembic migrations, imported only
+when the schema is behind. Every write goes through one group-commit thread
+(:mod:`engine.store.groupcommit`): the ``put_*`` and ``move_state`` methods return a
+future, the others wait for the commit, so a value is stored before any agent or user is
+told it was accepted.
+
+A *fenced* write reads the run's abort flag and state in the transaction it would write in,
+and writes nothing (its future raises :class:`Fenced`) once the run is aborted or over,
+whichever process aborted it.
 
 Example:
     >>> store = RunStore.open("sqlite://")
@@ -14,28 +21,24 @@ Example:
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, bindparam, create_engine, event, select, update
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.pool import StaticPool
-
-from engine.store.groupcommit import GroupWriter
-from engine.store.tables import events, instances, params, reports, runs, votes
+from engine.errors import SlipstreamError
+from engine.store.database import Connection, Database, open_database
+from engine.store.groupcommit import GroupWriter, Refused
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-# The newest migration's revision; tests check it matches engine/migrations/versions.
+# The newest migration's revision; tests check it matches engine/store/migrations/versions.
 HEAD_REVISION = "0001"
+# States in which a fenced write is refused, besides any state of an aborted run.
+FENCED_STATES = ("Done", "Aborted", "Cancelled")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,92 +103,121 @@ class Event:
         }
 
 
-_FLAGS = select(runs.c.state, runs.c.abort_message).where(runs.c.id == bindparam("run_id"))
+class Fenced(Refused, SlipstreamError):
+    """A fenced write found its run aborted (``abort`` is the message) or over (``state``
+    is Done, Cancelled or Aborted), and wrote nothing.
+
+    Example:
+        >>> str(Fenced("r1", "Executing", "db.1 failed"))
+        'run `r1` is aborted: db.1 failed'
+        >>> Fenced("r1", "Done", None).state
+        'Done'
+    """
+
+    def __init__(self, run_id: str, state: str, abort: str | None) -> None:
+        self.run_id = run_id
+        self.state = state
+        self.abort = abort
+        why = f"is aborted: {abort}" if abort is not None else f"is {state}"
+        super().__init__(f"run `{run_id}` {why}")
+
+
+# "user" is a reserved word in PostgreSQL.
+_RUN_COLUMNS = (
+    'id, deployment, "user", state, state_since, created_at, updated_at, abort_message, '
+    "cancelled, keep_running, timeout_s, spec, checkpoint, error"
+)
+_INSERT_RUN = (
+    f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, '', NULL)"
+)
+_INSERT_INSTANCE = (
+    "INSERT INTO instances (run_id, name, node, idx, cloud, token_hash, removed)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_PARAM = "INSERT INTO params (run_id, key, value, updated_at) VALUES (?, ?, ?, ?)"
+_UPSERT_PARAM = (
+    _INSERT_PARAM
+    + " ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value,"
+    + " updated_at = excluded.updated_at"
+)
+_UPSERT_VOTE = (
+    "INSERT INTO votes (run_id, instance, state, at) VALUES (?, ?, ?, ?)"
+    " ON CONFLICT (run_id, instance, state) DO UPDATE SET at = excluded.at"
+)
+_MOVE = "UPDATE runs SET state = ?, state_since = ?, updated_at = ? WHERE id = ?"
+_ABORT = (
+    "UPDATE runs SET abort_message = ?, cancelled = ?, updated_at = ?"
+    " WHERE id = ? AND abort_message IS NULL"
+)
+_FLAGS = "SELECT state, abort_message FROM runs WHERE id = ?"
+_INSTANCE_COLUMNS = "run_id, name, node, idx, cloud, token_hash, removed"
+_REPORT_COLUMNS = "run_id, instance, path, size, at"
 
 
 class RunStore:
-    """All persistent state of runs, behind one small API."""
+    """All persistent state of runs, behind one small API.
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self.is_sqlite = engine.dialect.name == "sqlite"
-        # SQLite has one writer; queueing here beats spinning on SQLITE_BUSY.
-        self._write_lock = threading.RLock() if self.is_sqlite else None
-        # Votes and parameters arrive in storms (every instance at once): commit together.
-        self._group = GroupWriter(self._write)
+    Every write is committed by the one group-commit thread: ``put_*`` and ``move_state``
+    hand back its future (``after(result)`` runs on that thread once committed, in commit
+    order); the other writes are the same, waited for.
+    """
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        self.is_sqlite = database.dialect == "sqlite"
+        # Every write, on one connection: votes and parameters arrive in storms (every
+        # instance at once) and commit together; SQLite has one writer anyway.
+        self._group: GroupWriter[Connection] = GroupWriter(database.begin)
+        self._fence_sql = _FLAGS + database.lock_row
 
     @classmethod
     def open(cls, url: str) -> RunStore:
-        """Connect (creating the database file's folder) and migrate to the latest schema."""
-        if url.startswith("sqlite"):
-            memory = url in ("sqlite://", "sqlite:///:memory:")
-            if not memory:
-                Path(url.split("///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
-            engine = create_engine(
-                url,
-                connect_args={"check_same_thread": False, "timeout": 60},
-                poolclass=StaticPool if memory else None,
-                **({} if memory else {"pool_size": 16, "max_overflow": 48}),
-            )
-            event.listen(engine, "connect", _sqlite_pragmas)
-        else:
-            engine = create_engine(url, pool_size=16, max_overflow=48, pool_pre_ping=True)
-        store = cls(engine)
+        """Connect (creating a SQLite file's folder) and migrate to the latest schema.
+
+        ``url``: ``sqlite:///PATH``, ``sqlite://`` (in memory), ``postgresql://…`` or
+        ``postgresql+psycopg://…`` (``?options=-csearch_path%3DSCHEMA`` picks a schema).
+        """
+        store = cls(open_database(url))
         store.migrate()
         return store
+
+    def close(self) -> None:
+        """Commit queued writes, then close every connection.
+
+        >>> store = RunStore.open("sqlite://")
+        >>> store.close()
+        >>> store.set_param("r1", "ss:category", "x")
+        Traceback (most recent call last):
+        ...
+        RuntimeError: group writer is closed
+        """
+        self._group.close()
+        self.database.close()
 
     def migrate(self) -> None:
         """Upgrade the schema to the latest migration; safe when several processes start
         at once (a file lock for SQLite, an advisory lock for PostgreSQL)."""
         if self.revision() == HEAD_REVISION:
-            return  # the common case: skip importing Alembic (half a second of start-up)
-        from alembic import command
-        from alembic.config import Config
+            return  # the common case: skip importing Alembic and SQLAlchemy (half a second)
+        from engine.store.migrate import upgrade
 
-        config = Config()
-        config.set_main_option("script_location", str(MIGRATIONS))
-        database = self.engine.url.database
-        lock_path = Path(f"{database}.migrate.lock") if self.is_sqlite and database else None
-        with _file_lock(lock_path), self.engine.begin() as conn:
-            if not self.is_sqlite:
-                conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7411001)")
-            config.attributes["connection"] = conn
-            command.upgrade(config, "head")
+        upgrade(self.database, MIGRATIONS)
 
     def revision(self) -> str | None:
         """The schema's current Alembic revision, or None for an empty database."""
         try:
-            with self.engine.connect() as conn:
-                value = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
-        except SQLAlchemyError:
+            row = self.database.fetch_one("SELECT version_num FROM alembic_version")
+        except self.database.error:
             return None
-        return None if value is None else str(value)
+        return None if row is None else str(row[0])
 
-    @contextmanager
-    def _write(self) -> Iterator[Connection]:
-        if self._write_lock is None:
-            with self.engine.begin() as conn:
-                yield conn
-            return
-        with self._write_lock, self.engine.begin() as conn:
-            yield conn
+    def _write(self, write: Callable[[Connection], T]) -> T:
+        return self._group.submit(write)
 
-    def _upsert(
-        self, table: Any, values: dict[str, Any], keys: list[str], update_cols: list[str]
-    ) -> Any:
-        dialect = sqlite if self.is_sqlite else postgresql
-        stmt = dialect.insert(table).values(**values)
-        return stmt.on_conflict_do_update(
-            index_elements=keys, set_={c: stmt.excluded[c] for c in update_cols}
-        )
-
-    def _param_upsert(self, run_id: str, key: str, value: str, now: float) -> Any:
-        return self._upsert(
-            params,
-            {"run_id": run_id, "key": key, "value": value, "updated_at": now},
-            ["run_id", "key"],
-            ["value", "updated_at"],
-        )
+    def _fence(self, conn: Connection, run_id: str) -> None:
+        row = conn.execute(self._fence_sql, (run_id,)).fetchone()
+        if row is not None and (row[1] is not None or row[0] in FENCED_STATES):
+            raise Fenced(run_id, row[0], row[1])
 
     # -- runs -------------------------------------------------------------------------
 
@@ -193,123 +225,168 @@ class RunStore:
         self, run: NewRun, new_instances: list[NewInstance], initial: Mapping[str, str]
     ) -> None:
         now = time.time()
-        with self._write() as conn:
-            conn.execute(
-                runs.insert().values(
-                    id=run.id,
-                    deployment=run.deployment,
-                    user=run.user,
-                    state="Initializing",
-                    state_since=now,
-                    created_at=now,
-                    updated_at=now,
-                    cancelled=False,
-                    keep_running=run.keep_running,
-                    timeout_s=run.timeout_s,
-                    spec=run.spec,
-                    checkpoint="",
-                )
-            )
-            if new_instances:
-                conn.execute(
-                    instances.insert(),
-                    [
-                        {
-                            "run_id": run.id,
-                            "name": i.name,
-                            "node": i.node,
-                            "idx": i.idx,
-                            "cloud": i.cloud,
-                            "token_hash": i.token_hash,
-                            "removed": False,
-                        }
-                        for i in new_instances
-                    ],
-                )
-            if initial:
-                conn.execute(
-                    params.insert(),
-                    [
-                        {"run_id": run.id, "key": k, "value": v, "updated_at": now}
-                        for k, v in initial.items()
-                    ],
-                )
+        run_row: tuple[object, ...] = (run.id, run.deployment, run.user, "Initializing")
+        run_row += (now, now, now, False, run.keep_running, run.timeout_s, run.spec)
+        instance_rows = [
+            (run.id, i.name, i.node, i.idx, i.cloud, i.token_hash, False) for i in new_instances
+        ]
+        param_rows = [(run.id, k, v, now) for k, v in initial.items()]
+
+        def write(conn: Connection) -> None:
+            conn.execute(_INSERT_RUN, run_row)
+            conn.executemany(_INSERT_INSTANCE, instance_rows)
+            conn.executemany(_INSERT_PARAM, param_rows)
+
+        self._write(write)
 
     def get_run(self, run_id: str) -> RunRecord | None:
-        with self.engine.connect() as conn:
-            row = conn.execute(select(runs).where(runs.c.id == run_id)).mappings().first()
-        return RunRecord(**row) if row else None
+        row = self.database.fetch_one(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,))
+        return _run_record(row) if row else None
 
     def run_flags(self, run_id: str) -> tuple[str, str | None] | None:
         """(state, abort message) of a run: the cheap read the coordination path needs."""
-        with self.engine.connect() as conn:
-            row = conn.execute(_FLAGS, {"run_id": run_id}).first()
+        row = self.database.fetch_one(_FLAGS, (run_id,))
         return (str(row[0]), row[1]) if row else None
 
     def list_runs(self, limit: int = 100) -> list[RunRecord]:
-        query = select(runs).order_by(runs.c.created_at.desc()).limit(limit)
-        with self.engine.connect() as conn:
-            return [RunRecord(**r) for r in conn.execute(query).mappings()]
+        rows = self.database.fetch_all(
+            f"SELECT {_RUN_COLUMNS} FROM runs ORDER BY created_at DESC LIMIT ?", (limit,)
+        )
+        return [_run_record(row) for row in rows]
+
+    def move_state(
+        self,
+        run_id: str,
+        state: str,
+        *,
+        expect: str | None = None,
+        after: Callable[[bool], object] | None = None,
+    ) -> Future[bool]:
+        """Move a run to ``state`` (only from ``expect`` when given) and set ``ss:state``;
+        the future says whether it moved. ``after(moved)`` runs once committed.
+
+        >>> store = RunStore.open("sqlite://")
+        >>> store.create_run(NewRun("r1", "webapp", "alice", "on-success", 60, "{}"), [], {})
+        >>> store.move_state("r1", "Executing", expect="Provisioning").result()
+        False
+        >>> store.move_state("r1", "Provisioning", expect="Initializing").result()
+        True
+        """
+        now = time.time()
+        sql, args = _MOVE, [state, now, now, run_id]
+        if expect is not None:
+            sql, args = sql + " AND state = ?", [*args, expect]
+
+        def write(conn: Connection) -> bool:
+            moved = conn.execute(sql, args).rowcount > 0
+            if moved:
+                conn.execute(_UPSERT_PARAM, (run_id, "ss:state", state, now))
+            return moved
+
+        return self._group.submit_nowait(write, after)
 
     def set_state(self, run_id: str, state: str, *, expect: str | None = None) -> bool:
         """Move a run to ``state`` (only from ``expect`` when given); True when it moved."""
+        return self._group.wait(lambda: self.move_state(run_id, state, expect=expect))
+
+    def put_abort(
+        self,
+        run_id: str,
+        message: str,
+        cancelled: bool = False,
+        after: Callable[[bool], object] | None = None,
+    ) -> Future[bool]:
+        """Raise the abort flag and set ``ss:abort``; the first message wins. The future
+        says whether this call raised it; ``after(raised)`` runs once committed.
+
+        >>> store = RunStore.open("sqlite://")
+        >>> store.create_run(NewRun("r1", "webapp", "alice", "on-success", 60, "{}"), [], {})
+        >>> store.put_abort("r1", "db.1 failed").result(), store.put_abort("r1", "no").result()
+        (True, False)
+        """
         now = time.time()
-        stmt = update(runs).where(runs.c.id == run_id)
-        if expect is not None:
-            stmt = stmt.where(runs.c.state == expect)
-        with self._write() as conn:
-            moved = conn.execute(stmt.values(state=state, state_since=now, updated_at=now))
-            if moved.rowcount:
-                conn.execute(self._param_upsert(run_id, "ss:state", state, now))
-        return bool(moved.rowcount)
+
+        def write(conn: Connection) -> bool:
+            raised = conn.execute(_ABORT, (message, cancelled, now, run_id)).rowcount > 0
+            if raised:
+                conn.execute(_UPSERT_PARAM, (run_id, "ss:abort", message, now))
+            return raised
+
+        return self._group.submit_nowait(write, after)
 
     def set_abort(self, run_id: str, message: str, cancelled: bool = False) -> bool:
         """Raise the abort flag; the first message wins. True when this call raised it."""
-        now = time.time()
-        with self._write() as conn:
-            done = conn.execute(
-                update(runs)
-                .where(runs.c.id == run_id, runs.c.abort_message.is_(None))
-                .values(abort_message=message, cancelled=cancelled, updated_at=now)
-            )
-            if done.rowcount:
-                conn.execute(self._param_upsert(run_id, "ss:abort", message, now))
-        return bool(done.rowcount)
+        return self._group.wait(lambda: self.put_abort(run_id, message, cancelled))
 
     def set_checkpoint(self, run_id: str, checkpoint: str, error: str | None = None) -> None:
-        with self._write() as conn:
-            conn.execute(
-                update(runs)
-                .where(runs.c.id == run_id)
-                .values(checkpoint=checkpoint, error=error, updated_at=time.time())
+        args = (checkpoint, error, time.time(), run_id)
+        self._write(
+            lambda conn: conn.execute(
+                "UPDATE runs SET checkpoint = ?, error = ?, updated_at = ? WHERE id = ?", args
             )
+        )
 
     # -- instances --------------------------------------------------------------------
 
     def instance_by_token(self, token_hash: str) -> tuple[str, str] | None:
         """(run id, instance name) owning a token, or None."""
-        query = select(instances.c.run_id, instances.c.name).where(
-            instances.c.token_hash == token_hash, instances.c.removed.is_(False)
+        row = self.database.fetch_one(
+            "SELECT run_id, name FROM instances WHERE token_hash = ? AND NOT removed",
+            (token_hash,),
         )
-        with self.engine.connect() as conn:
-            row = conn.execute(query).first()
         return (row[0], row[1]) if row else None
 
     def retire_instances(self, run_id: str) -> None:
         """Mark every instance of a run removed: its token stops working."""
-        with self._write() as conn:
-            conn.execute(update(instances).where(instances.c.run_id == run_id).values(removed=True))
+        self._write(
+            lambda conn: conn.execute(
+                "UPDATE instances SET removed = ? WHERE run_id = ?", (True, run_id)
+            )
+        )
 
     def instances(self, run_id: str) -> list[dict[str, Any]]:
-        query = (
-            select(instances)
-            .where(instances.c.run_id == run_id)
-            .order_by(instances.c.node, instances.c.idx)
+        rows = self.database.fetch_all(
+            f"SELECT {_INSTANCE_COLUMNS} FROM instances WHERE run_id = ? ORDER BY node, idx",
+            (run_id,),
         )
-        with self.engine.connect() as conn:
-            return [dict(r) for r in conn.execute(query).mappings()]
+        names = _INSTANCE_COLUMNS.split(", ")
+        return [{**dict(zip(names, row, strict=True)), "removed": bool(row[6])} for row in rows]
 
     # -- parameters and votes ---------------------------------------------------------
+
+    def put_params(
+        self,
+        run_id: str,
+        values: Mapping[str, str],
+        *,
+        fenced: bool = False,
+        after: Callable[[None], object] | None = None,
+    ) -> Future[None]:
+        """Store several values in one transaction (shared with concurrent writers); the
+        future resolves once they are committed, after ``after(None)`` ran (in commit
+        order). ``fenced``: refuse with :class:`Fenced` once the run is aborted or over.
+
+        >>> store = RunStore.open("sqlite://")
+        >>> store.create_run(NewRun("r1", "webapp", "alice", "on-success", 60, "{}"), [], {})
+        >>> store.put_params("r1", {"db.1:url": "pg://db"}, fenced=True).result()
+        >>> store.set_abort("r1", "db.1 failed")
+        True
+        >>> store.put_params("r1", {"db.1:url": "pg://other"}, fenced=True).result()
+        Traceback (most recent call last):
+        ...
+        engine.store.runstore.Fenced: run `r1` is aborted: db.1 failed
+        >>> store.get_param("r1", "db.1:url")
+        'pg://db'
+        """
+        now = time.time()
+        rows = [(run_id, k, v, now) for k, v in values.items()]
+
+        def write(conn: Connection) -> None:
+            if fenced:
+                self._fence(conn, run_id)
+            conn.executemany(_UPSERT_PARAM, rows)
+
+        return self._group.submit_nowait(write, after)
 
     def set_param(self, run_id: str, key: str, value: str) -> None:
         self.set_params(run_id, {key: value})
@@ -319,121 +396,108 @@ class RunStore:
     ) -> None:
         """Store several values in one transaction (shared with concurrent writers);
         ``after`` runs once they are committed, in commit order."""
-        now = time.time()
-        statements = [self._param_upsert(run_id, k, v, now) for k, v in values.items()]
-
-        def write(conn: Connection) -> None:
-            for statement in statements:
-                conn.execute(statement)
-
-        self._group.submit(write, after)
+        done = None if after is None else (lambda _: after())
+        self._group.wait(lambda: self.put_params(run_id, values, after=done))
 
     def get_param(self, run_id: str, key: str) -> str | None:
-        query = select(params.c.value).where(params.c.run_id == run_id, params.c.key == key)
-        with self.engine.connect() as conn:
-            value = conn.execute(query).scalar()
-        return None if value is None else str(value)
+        row = self.database.fetch_one(
+            "SELECT value FROM params WHERE run_id = ? AND key = ?", (run_id, key)
+        )
+        return None if row is None else str(row[0])
 
     def params(self, run_id: str) -> dict[str, str]:
-        query = select(params.c.key, params.c.value).where(params.c.run_id == run_id)
-        with self.engine.connect() as conn:
-            return {k: v for k, v in conn.execute(query).all()}
+        rows = self.database.fetch_all("SELECT key, value FROM params WHERE run_id = ?", (run_id,))
+        return {k: v for k, v in rows}
+
+    def put_vote(
+        self,
+        run_id: str,
+        instance: str,
+        state: str,
+        *,
+        fenced: bool = False,
+        after: Callable[[None], object] | None = None,
+    ) -> Future[None]:
+        """Record that ``instance`` voted ``state`` (again is harmless); the future resolves
+        once committed. ``fenced``: refuse with :class:`Fenced` once the run is aborted or
+        over.
+
+        >>> store = RunStore.open("sqlite://")
+        >>> store.create_run(NewRun("r1", "webapp", "alice", "on-success", 60, "{}"), [], {})
+        >>> store.put_vote("r1", "web.1", "Executing", fenced=True).result()
+        >>> store.voters("r1", "Executing")
+        {'web.1'}
+        """
+        args = (run_id, instance, state, time.time())
+
+        def write(conn: Connection) -> None:
+            if fenced:
+                self._fence(conn, run_id)
+            conn.execute(_UPSERT_VOTE, args)
+
+        return self._group.submit_nowait(write, after)
 
     def vote(self, run_id: str, instance: str, state: str) -> None:
-        statement = self._upsert(
-            votes,
-            {"run_id": run_id, "instance": instance, "state": state, "at": time.time()},
-            ["run_id", "instance", "state"],
-            ["at"],
-        )
-        self._group.submit(lambda conn: conn.execute(statement))
+        self._group.wait(lambda: self.put_vote(run_id, instance, state))
 
     def votes_by_state(self, run_id: str) -> dict[str, set[str]]:
         """Every vote of a run, in one query: state → instances that voted it."""
-        query = select(votes.c.state, votes.c.instance).where(votes.c.run_id == run_id)
         found: dict[str, set[str]] = {}
-        with self.engine.connect() as conn:
-            for state, instance in conn.execute(query).all():
-                found.setdefault(state, set()).add(instance)
+        query = "SELECT state, instance FROM votes WHERE run_id = ?"
+        for state, instance in self.database.fetch_all(query, (run_id,)):
+            found.setdefault(state, set()).add(instance)
         return found
 
     def voters(self, run_id: str, state: str) -> set[str]:
-        query = select(votes.c.instance).where(votes.c.run_id == run_id, votes.c.state == state)
-        with self.engine.connect() as conn:
-            return {r[0] for r in conn.execute(query).all()}
+        query = "SELECT instance FROM votes WHERE run_id = ? AND state = ?"
+        return {row[0] for row in self.database.fetch_all(query, (run_id, state))}
 
     # -- events and reports -----------------------------------------------------------
 
     def add_event(
         self, run_id: str, kind: str, message: str, data: Mapping[str, Any] | None = None
     ) -> int:
-        with self._write() as conn:
-            result = conn.execute(
-                events.insert().values(
-                    run_id=run_id,
-                    at=time.time(),
-                    kind=kind,
-                    message=message,
-                    data=json.dumps(dict(data or {}), sort_keys=True),
-                )
-            )
-        key = result.inserted_primary_key
-        return int(key[0]) if key else 0
+        args = (run_id, time.time(), kind, message, json.dumps(dict(data or {}), sort_keys=True))
+
+        def write(conn: Connection) -> int:
+            row = conn.execute(
+                "INSERT INTO events (run_id, at, kind, message, data)"
+                " VALUES (?, ?, ?, ?, ?) RETURNING id",
+                args,
+            ).fetchone()
+            return int(row[0])
+
+        return self._write(write)
 
     def events(self, run_id: str, after: int = 0, limit: int = 1000) -> list[Event]:
-        query = (
-            select(events)
-            .where(events.c.run_id == run_id, events.c.id > after)
-            .order_by(events.c.id)
-            .limit(limit)
+        rows = self.database.fetch_all(
+            "SELECT id, run_id, at, kind, message, data FROM events"
+            " WHERE run_id = ? AND id > ? ORDER BY id LIMIT ?",
+            (run_id, after, limit),
         )
-        with self.engine.connect() as conn:
-            return [
-                Event(r["id"], r["run_id"], r["at"], r["kind"], r["message"], json.loads(r["data"]))
-                for r in conn.execute(query).mappings()
-            ]
+        return [Event(r[0], r[1], r[2], r[3], r[4], json.loads(r[5])) for r in rows]
 
     def add_report(self, run_id: str, instance: str, path: str, size: int) -> None:
-        with self._write() as conn:
-            conn.execute(
-                self._upsert(
-                    reports,
-                    {
-                        "run_id": run_id,
-                        "instance": instance,
-                        "path": path,
-                        "size": size,
-                        "at": time.time(),
-                    },
-                    ["run_id", "instance"],
-                    ["path", "size", "at"],
-                )
+        args = (run_id, instance, path, size, time.time())
+        self._write(
+            lambda conn: conn.execute(
+                f"INSERT INTO reports ({_REPORT_COLUMNS}) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (run_id, instance) DO UPDATE SET path = excluded.path,"
+                " size = excluded.size, at = excluded.at",
+                args,
             )
+        )
 
     def reports(self, run_id: str) -> list[dict[str, Any]]:
-        query = select(reports).where(reports.c.run_id == run_id).order_by(reports.c.instance)
-        with self.engine.connect() as conn:
-            return [dict(r) for r in conn.execute(query).mappings()]
+        rows = self.database.fetch_all(
+            f"SELECT {_REPORT_COLUMNS} FROM reports WHERE run_id = ? ORDER BY instance",
+            (run_id,),
+        )
+        names = _REPORT_COLUMNS.split(", ")
+        return [dict(zip(names, row, strict=True)) for row in rows]
 
 
-@contextmanager
-def _file_lock(path: Path | None) -> Iterator[None]:
-    if path is None or str(path).startswith(":memory:"):
-        yield
-        return
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
-
-
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    cursor = dbapi_conn.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=60000")
-    cursor.close()
+def _run_record(row: tuple[Any, ...]) -> RunRecord:
+    fields = list(row)
+    fields[8] = bool(fields[8])  # cancelled: SQLite keeps booleans as 0 and 1
+    return RunRecord(*fields)

@@ -1,52 +1,11 @@
-"""The run store on SQLite (the embedded default) and on a real PostgreSQL (scaled mode).
-
-The PostgreSQL server is the one CI and development machines run on 127.0.0.1:5432
-(trust auth, database ``test``); each test gets a schema of its own.
-"""
+"""The run store on SQLite (the embedded default) and on a real PostgreSQL (scaled mode)."""
 
 from __future__ import annotations
 
 import threading
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
-from sqlalchemy import create_engine, text
-
-from engine.store.runstore import NewInstance, NewRun, RunStore
-
-PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunStore]:
-    if request.param == "sqlite":
-        yield RunStore.open(f"sqlite:///{tmp_path}/runs.db")
-        return
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    opened = RunStore.open(f"{PG}?options=-csearch_path%3D{schema}")
-    try:
-        yield opened
-    finally:
-        opened.engine.dispose()
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
-
-
-def new_run(store: RunStore, run_id: str = "r1") -> None:
-    store.create_run(
-        NewRun(run_id, "webapp", "alice", "on-success", 60, "{}"),
-        [
-            NewInstance("web.1", "web", 1, "local", f"hash-{run_id}-1"),
-            NewInstance("web.2", "web", 2, "local", f"hash-{run_id}-2"),
-        ],
-        {"web:ids": "1,2"},
-    )
+from engine.store.runstore import RunStore
+from tests.store.conftest import new_run
 
 
 def test_run_state_moves_only_from_the_expected_state(store: RunStore) -> None:
@@ -130,3 +89,50 @@ def test_head_revision_constant_matches_the_migration_scripts(store: RunStore) -
     config.set_main_option("script_location", str(MIGRATIONS))
     assert ScriptDirectory.from_config(config).get_current_head() == HEAD_REVISION
     assert store.revision() == HEAD_REVISION
+
+
+def test_runs_instances_reports_and_checkpoints_read_back_typed(store: RunStore) -> None:
+    new_run(store)
+    new_run(store, "r2")
+    assert [r.id for r in store.list_runs()] == ["r2", "r1"]
+    assert [r.id for r in store.list_runs(limit=1)] == ["r2"]
+    store.set_checkpoint("r1", "applied")
+    store.set_checkpoint("r2", "destroy-failed", "boom")
+    first, second = store.get_run("r1"), store.get_run("r2")
+    assert first is not None and (first.checkpoint, first.error) == ("applied", None)
+    assert second is not None and (second.checkpoint, second.error) == ("destroy-failed", "boom")
+    assert first.cancelled is False and store.get_run("nope") is None
+    assert store.set_abort("r2", "stop", cancelled=True)
+    assert store.get_run("r2").cancelled is True  # type: ignore[union-attr]
+    assert store.run_flags("r2") == ("Initializing", "stop")
+    assert store.run_flags("nope") is None
+    assert store.instances("r1") == [
+        {
+            "run_id": "r1",
+            "name": f"web.{i}",
+            "node": "web",
+            "idx": i,
+            "cloud": "local",
+            "token_hash": f"hash-r1-{i}",
+            "removed": False,
+        }
+        for i in (1, 2)
+    ]
+    store.retire_instances("r1")
+    assert [i["removed"] for i in store.instances("r1")] == [True, True]
+    assert store.instance_by_token("hash-r1-1") is None
+    assert store.instance_by_token("hash-r2-1") == ("r2", "web.1")
+    store.add_report("r1", "web.2", "/reports/a.tgz", 10)
+    store.add_report("r1", "web.1", "/reports/b.tgz", 20)
+    store.add_report("r1", "web.2", "/reports/c.tgz", 30)
+    assert [(r["instance"], r["path"], r["size"]) for r in store.reports("r1")] == [
+        ("web.1", "/reports/b.tgz", 20),
+        ("web.2", "/reports/c.tgz", 30),
+    ]
+    assert store.votes_by_state("r1") == {}
+    store.vote("r1", "web.2", "Executing")
+    store.vote("r1", "web.1", "Provisioning")
+    assert store.votes_by_state("r1") == {"Executing": {"web.2"}, "Provisioning": {"web.1"}}
+    assert store.events("r1") == []
+    store.add_event("r1", "x", "y", {"b": 2, "a": [1]})
+    assert store.events("r1")[0].data == {"a": [1], "b": 2}
