@@ -25,12 +25,12 @@ from engine.coordination.hub import Hub
 from engine.recipes.clouds import CloudsConfig, load_home_clouds
 from engine.recipes.loader import RecipeLoader
 from engine.recipes.overrides import Overrides
-from engine.runs.manager import RunManager, masked_params, run_summary
+from engine.runs.manager import Endpoints, RunManager, masked_params, run_summary
 from engine.store.runstore import Event, RunRecord, RunStore
 from engine.terraform.binary import find_terraform
 
-# Given the coordinator, starts serving agents; returns (base URL, stop function).
-Serve = Callable[[Coordinator], tuple[str, Callable[[], None]]]
+# Given the coordinator, starts serving agents; returns (their addresses, stop function).
+Serve = Callable[[Coordinator], tuple[Endpoints, Callable[[], None]]]
 
 
 class Service:
@@ -46,7 +46,7 @@ class Service:
         self.clouds_path = clouds_path
         self._serve = serve
         self._stop: Callable[[], None] | None = None
-        self._url: str | None = None
+        self._endpoints: Endpoints | None = None
         self._manager: RunManager | None = None
 
     def clouds(self) -> CloudsConfig:
@@ -65,11 +65,11 @@ class Service:
             )
         return self._manager
 
-    def _start_server(self) -> str:
-        if self._url is None:
+    def _start_server(self) -> Endpoints:
+        if self._endpoints is None:
             assert self._serve is not None
-            self._url, self._stop = self._serve(self.coordinator)
-        return self._url
+            self._endpoints, self._stop = self._serve(self.coordinator)
+        return self._endpoints
 
     def close(self) -> None:
         if self._stop is not None:

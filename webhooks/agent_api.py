@@ -1,7 +1,9 @@
 """The agent (coordination) API: what `ss-get`, `ss-set` and the agent daemon call.
 
-Each instance holds a bearer token scoped to its run; only its SHA-256 is stored. Routes
-only turn HTTP into :class:`~engine.coordination.coordinator.Coordinator` calls and back.
+Asynchronous routes on the server's event loop: a waiting agent costs a shared future,
+not a thread. Each instance holds a bearer token scoped to its run; only its SHA-256 is
+stored. Routes only turn HTTP into :class:`~engine.coordination.coordinator.Coordinator`
+calls and back (``docs/agent-api.md`` is the contract).
 
 Example:
     GET /agent/v1/runs/<run>/params/db_url?wait=30   Authorization: Bearer <token>
@@ -10,70 +12,189 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
 import math
+import os
+import tempfile
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Response, current_app, g, jsonify, request, send_file
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Route
 
 from engine.agent import AGENT_FILE
-from engine.coordination.coordinator import (
-    MAX_VALUE_BYTES,
-    AgentError,
-    BadRequest,
-    Coordinator,
-    Forbidden,
-    clip_utf8,
-    token_hash,
-)
-from engine.files import write_atomic_bytes
+from engine.coordination.coordinator import MAX_VALUE_BYTES, Coordinator, clip_utf8, token_hash
+from engine.coordination.refusals import AgentError, BadRequest, Forbidden, Unauthorized
 
 MAX_REPORT_BYTES = 50 * 1024 * 1024
+MAX_JSON_BYTES = 64 * 1024
+PREFIX = "/agent/v1"
 
-bp = Blueprint("agent_api", __name__, url_prefix="/agent/v1")
-
-
-def _coordinator() -> Coordinator:
-    coordinator: Coordinator = current_app.config["SLIPSTREAM_COORDINATOR"]
-    return coordinator
+Handler = Callable[[Request, str, str], Awaitable[Response]]
 
 
-@bp.errorhandler(AgentError)
-def _agent_error(err: AgentError) -> tuple[Response, int]:
+def json_answer(body: bytes, status: int = 200) -> Response:
+    return Response(body, status, media_type="application/json")
+
+
+def refusal(err: AgentError) -> Response:
     body: dict[str, Any] = {"error": err.message}
     if err.status == 409:
         body = {"error": "aborted", "abort": err.message}
-    return jsonify(body), err.status
+    return JSONResponse(body, err.status)
 
 
-@bp.get("/agent.py")
-def agent_file() -> Response:
-    return send_file(AGENT_FILE, mimetype="text/x-python")
+class AgentAPI:
+    """The agent routes of one service home, over one coordinator."""
+
+    def __init__(self, home: Path, coordinator: Coordinator) -> None:
+        self.home = home
+        self.coordinator = coordinator
+
+    def routes(self) -> list[Route]:
+        run = PREFIX + "/runs/{run_id}"
+        guarded = self.guarded
+        return [
+            Route(PREFIX + "/agent.py", self.agent_file, methods=["GET"]),
+            Route(run + "/recipe", guarded(self.recipe), methods=["GET"]),
+            Route(run + "/params/{key:path}", guarded(self.get_param), methods=["GET"]),
+            Route(run + "/params/{key:path}", guarded(self.set_param), methods=["PUT"]),
+            Route(run + "/nodes/{node}/params/{key}", guarded(self.get_all), methods=["GET"]),
+            Route(run + "/abort", guarded(self.abort), methods=["POST"]),
+            Route(run + "/state", guarded(self.state), methods=["GET"]),
+            Route(run + "/votes", guarded(self.vote), methods=["POST"]),
+            Route(run + "/events", guarded(self.add_event), methods=["POST"]),
+            Route(run + "/reports", guarded(self.upload_report), methods=["POST"]),
+        ]
+
+    async def agent_file(self, request: Request) -> Response:
+        return FileResponse(AGENT_FILE, media_type="text/x-python")
+
+    def guarded(self, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+        """The route with its caller authenticated, and refusals turned into answers."""
+
+        async def route(request: Request) -> Response:
+            try:
+                run_id = request.path_params["run_id"]
+                return await handler(request, run_id, await self.caller(request, run_id))
+            except AgentError as err:
+                return refusal(err)
+
+        return route
+
+    async def caller(self, request: Request, run_id: str) -> str:
+        """The instance whose token the request carries (401 unknown, 403 another run's)."""
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthorized("missing bearer token")
+        owner = await self.coordinator.owner_async(token_hash(token.strip()))
+        if owner is None:
+            raise Unauthorized("unknown token")
+        if owner[0] != run_id:
+            raise Forbidden("token belongs to another run")
+        return owner[1]
+
+    # -- routes -----------------------------------------------------------------------
+
+    async def recipe(self, request: Request, run_id: str, caller: str) -> Response:
+        spec = (await self.coordinator.cache_async(run_id)).spec
+        node, _, index = caller.partition(".")
+        body = spec["nodes"][node]
+        cloud = body["clouds"][(int(index) - 1) % len(body["clouds"])]
+        return JSONResponse(
+            {
+                "instance": caller,
+                "node": node,
+                "index": int(index),
+                "cloud_type": body["cloud_types"][cloud],
+                "packages": body["packages"],
+                "built": False,
+                "scripts": body["scripts"],
+            }
+        )
+
+    async def get_param(self, request: Request, run_id: str, caller: str) -> Response:
+        key = request.path_params["key"]
+        answer = await self.coordinator.get(run_id, caller, key, wait_of(request))
+        if answer is None:
+            return JSONResponse({"error": "not set"}, 408)
+        return json_answer(answer)
+
+    async def set_param(self, request: Request, run_id: str, caller: str) -> Response:
+        value = (await json_object(request)).get("value")
+        if not isinstance(value, str):
+            raise BadRequest("`value` must be text")
+        stored = await self.coordinator.put(run_id, caller, request.path_params["key"], value)
+        return JSONResponse({"key": stored})
+
+    async def get_all(self, request: Request, run_id: str, caller: str) -> Response:
+        node, key = request.path_params["node"], request.path_params["key"]
+        values = await self.coordinator.get_all(run_id, caller, node, key, wait_of(request))
+        if values is None:
+            return JSONResponse({"error": "not set"}, 408)
+        return JSONResponse({"values": values})
+
+    async def abort(self, request: Request, run_id: str, caller: str) -> Response:
+        body = await json_object(request)
+        cancel = body.get("cancel", False)
+        if not isinstance(cancel, bool):
+            raise BadRequest("`cancel` must be true or false")
+        message = body.get("message")
+        if message is not None and not isinstance(message, str):
+            raise BadRequest("`message` must be text")
+        raised = await self.coordinator.raise_abort(
+            run_id, message or f"aborted by {caller}", cancel=cancel
+        )
+        return JSONResponse({"raised": raised})
+
+    async def state(self, request: Request, run_id: str, caller: str) -> Response:
+        after = request.query_params.get("after")
+        return json_answer(await self.coordinator.wait_state(run_id, after, wait_of(request)))
+
+    async def vote(self, request: Request, run_id: str, caller: str) -> Response:
+        state = (await json_object(request)).get("state")
+        await self.coordinator.vote(run_id, caller, state if isinstance(state, str) else "")
+        return JSONResponse({"ok": True})
+
+    async def add_event(self, request: Request, run_id: str, caller: str) -> Response:
+        body = await json_object(request)
+        message = clip_utf8(str(body.get("message", "")), MAX_VALUE_BYTES)
+        level = str(body.get("level", "info"))[:16]
+        if not message.startswith(f"{caller}:"):
+            message = f"{caller}: {message}"
+        store = self.coordinator.store
+        await asyncio.wrap_future(
+            store.put_event(run_id, "agent", message, {"instance": caller, "level": level})
+        )
+        return JSONResponse({"ok": True})
+
+    async def upload_report(self, request: Request, run_id: str, caller: str) -> Response:
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > MAX_REPORT_BYTES:
+            raise BadRequest(f"report is over {MAX_REPORT_BYTES} bytes")
+        target = self.home / "runs" / run_id / "reports" / f"{caller}.tar.gz"
+        size = await stream_to_file(request, target, MAX_REPORT_BYTES)
+        store = self.coordinator.store
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, store.add_report, run_id, caller, str(target), size)
+        await asyncio.wrap_future(
+            store.put_event(
+                run_id,
+                "report",
+                f"{caller}: report uploaded ({size} bytes)",
+                {"instance": caller},
+            )
+        )
+        return JSONResponse({"ok": True, "size": size})
 
 
-@bp.url_value_preprocessor
-def _authenticate(endpoint: str | None, values: dict[str, Any] | None) -> None:
-    if endpoint == "agent_api.agent_file" or values is None:
-        return
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        raise Unauthorized("missing bearer token")
-    owner = _coordinator().owner(token_hash(token.strip()))
-    if owner is None:
-        raise Unauthorized("unknown token")
-    if owner[0] != values.get("run_id"):
-        raise Forbidden("token belongs to another run")
-    g.instance = owner[1]
-
-
-class Unauthorized(AgentError):
-    status = 401
-
-
-def _wait() -> float:
+def wait_of(request: Request) -> float:
     try:
-        wait = float(request.args.get("wait", "0"))
+        wait = float(request.query_params.get("wait", "0"))
     except ValueError as exc:
         raise BadRequest("wait must be a number of seconds") from exc
     if not math.isfinite(wait):
@@ -81,108 +202,41 @@ def _wait() -> float:
     return wait
 
 
-def _json() -> dict[str, Any]:
-    body = request.get_json(silent=True)
+async def json_object(request: Request) -> dict[str, Any]:
+    """The request's JSON object body (at most 64 KiB); BadRequest otherwise."""
+    data = bytearray()
+    async for chunk in request.stream():
+        data += chunk
+        if len(data) > MAX_JSON_BYTES:
+            raise BadRequest(f"body is over {MAX_JSON_BYTES} bytes")
+    try:
+        body = json.loads(data)
+    except (ValueError, RecursionError):
+        raise BadRequest("expected a JSON object") from None
     if not isinstance(body, dict):
         raise BadRequest("expected a JSON object")
     return body
 
 
-@bp.get("/runs/<run_id>/recipe")
-def recipe(run_id: str) -> Response:
-    coordinator = _coordinator()
-    node, _, index = g.instance.partition(".")
-    body = coordinator.spec(run_id)["nodes"][node]
-    cloud = body["clouds"][(int(index) - 1) % len(body["clouds"])]
-    return jsonify(
-        {
-            "instance": g.instance,
-            "node": node,
-            "index": int(index),
-            "cloud_type": body["cloud_types"][cloud],
-            "packages": body["packages"],
-            "built": False,
-            "scripts": body["scripts"],
-        }
-    )
-
-
-@bp.get("/runs/<run_id>/params/<path:key>")
-def get_param(run_id: str, key: str) -> tuple[Response, int]:
-    coordinator = _coordinator()
-    stored, value = coordinator.get(run_id, g.instance, key, _wait())
-    if value is None:
-        return jsonify({"error": "not set"}), 408
-    return jsonify({"key": stored, "value": value}), 200
-
-
-@bp.put("/runs/<run_id>/params/<path:key>")
-def set_param(run_id: str, key: str) -> tuple[Response, int]:
-    value = _json().get("value")
-    if not isinstance(value, str):
-        raise BadRequest("`value` must be text")
-    stored = _coordinator().put(run_id, g.instance, key, value)
-    return jsonify({"key": stored}), 200
-
-
-@bp.get("/runs/<run_id>/nodes/<node>/params/<key>")
-def get_all(run_id: str, node: str, key: str) -> tuple[Response, int]:
-    values = _coordinator().get_all(run_id, g.instance, node, key, _wait())
-    if values is None:
-        return jsonify({"error": "not set"}), 408
-    return jsonify({"values": values}), 200
-
-
-@bp.post("/runs/<run_id>/abort")
-def abort(run_id: str) -> Response:
-    body = _json()
-    message = str(body.get("message") or f"aborted by {g.instance}")
-    raised = _coordinator().abort(run_id, message, cancel=bool(body.get("cancel")))
-    return jsonify({"raised": raised})
-
-
-@bp.get("/runs/<run_id>/state")
-def state(run_id: str) -> Response:
-    current, abort_message = _coordinator().wait_state(run_id, request.args.get("after"), _wait())
-    return jsonify({"state": current, "abort": abort_message})
-
-
-@bp.post("/runs/<run_id>/votes")
-def vote(run_id: str) -> Response:
-    state_name = str(_json().get("state", ""))
-    _coordinator().vote(run_id, g.instance, state_name)
-    return jsonify({"ok": True})
-
-
-@bp.post("/runs/<run_id>/events")
-def add_event(run_id: str) -> Response:
-    body = _json()
-    message = clip_utf8(str(body.get("message", "")), MAX_VALUE_BYTES)
-    level = str(body.get("level", "info"))[:16]
-    if not message.startswith(f"{g.instance}:"):
-        message = f"{g.instance}: {message}"
-    _coordinator().store.add_event(
-        run_id, "agent", message, {"instance": g.instance, "level": level}
-    )
-    return jsonify({"ok": True})
-
-
-@bp.post("/runs/<run_id>/reports")
-def upload_report(run_id: str) -> Response:
-    if (request.content_length or 0) > MAX_REPORT_BYTES:
-        raise BadRequest(f"report is over {MAX_REPORT_BYTES} bytes")
-    data = request.get_data(cache=False)
-    if len(data) > MAX_REPORT_BYTES:
-        raise BadRequest(f"report is over {MAX_REPORT_BYTES} bytes")
-    home: Path = current_app.config["SLIPSTREAM_HOME"]
-    target = home / "runs" / run_id / "reports" / f"{g.instance}.tar.gz"
-    write_atomic_bytes(target, data, mode=0o600)
-    coordinator = _coordinator()
-    coordinator.store.add_report(run_id, g.instance, str(target), len(data))
-    coordinator.store.add_event(
-        run_id,
-        "report",
-        f"{g.instance}: report uploaded ({len(data)} bytes)",
-        {"instance": g.instance},
-    )
-    return jsonify({"ok": True, "size": len(data)})
+async def stream_to_file(request: Request, target: Path, cap: int) -> int:
+    """Write the body to ``target`` (0600, atomically) as it arrives, refusing it past
+    ``cap`` bytes: a report never sits in memory."""
+    target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    size = 0
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > cap:
+                    raise BadRequest(f"report is over {cap} bytes")
+                handle.write(chunk)
+            handle.flush()
+            await asyncio.get_running_loop().run_in_executor(None, os.fsync, handle.fileno())
+        os.chmod(temp, 0o600)
+        os.replace(temp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
+    return size

@@ -1,11 +1,11 @@
 """The HTTP server's app factory: ``create_app(home, coordinator)``.
 
+An ASGI (Starlette) app: the agent API's asynchronous routes and ``/healthz``; the
+service's other front doors are mounted beside them as they come.
+
 Example:
-    >>> from engine.coordination.hub import Hub
-    >>> from engine.store.runstore import RunStore
-    >>> from engine.coordination.coordinator import Coordinator
-    >>> app = create_app(Path("."), Coordinator(RunStore.open("sqlite://"), Hub()))
-    >>> app.test_client().get("/healthz").json
+    >>> from starlette.testclient import TestClient  # doctest: +SKIP
+    >>> TestClient(create_app(Path("."), coordinator)).get("/healthz").json()  # doctest: +SKIP
     {'ok': True}
 """
 
@@ -13,22 +13,28 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flask import Flask, Response, jsonify
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from engine.coordination.coordinator import Coordinator
-from webhooks.agent_api import bp as agent_bp
+from webhooks.agent_api import AgentAPI
 
 
-def create_app(home: Path, coordinator: Coordinator) -> Flask:
-    """A Flask app serving the agent API for the runs of ``coordinator``'s store."""
-    app = Flask("slipstream")
-    app.config["SLIPSTREAM_HOME"] = home
-    app.config["SLIPSTREAM_COORDINATOR"] = coordinator
-    app.config["MAX_CONTENT_LENGTH"] = 64 * 1024 * 1024
-    app.register_blueprint(agent_bp)
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"ok": True})
 
-    @app.get("/healthz")
-    def healthz() -> Response:
-        return jsonify({"ok": True})
 
-    return app
+async def not_found(request: Request, exc: Exception) -> Response:
+    return JSONResponse({"error": f"no route {request.method} {request.url.path}"}, 404)
+
+
+async def not_allowed(request: Request, exc: Exception) -> Response:
+    return JSONResponse({"error": f"{request.method} is not allowed here"}, 405)
+
+
+def create_app(home: Path, coordinator: Coordinator) -> Starlette:
+    """The app serving the agent API for the runs of ``coordinator``'s store."""
+    routes = [Route("/healthz", healthz, methods=["GET"]), *AgentAPI(home, coordinator).routes()]
+    return Starlette(routes=routes, exception_handlers={404: not_found, 405: not_allowed})

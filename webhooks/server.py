@@ -1,45 +1,229 @@
-"""Serving an app on a loopback port from a background thread (the embedded server).
+"""The HTTP server: an ASGI app on uvicorn, in a thread of its own with its own event loop.
+
+It listens on a Unix socket (agents on the ``local`` cloud: the socket sits in a private
+folder, so nobody else can pose as the server) and, when asked, on TCP (agents on other
+clouds, people, Git hosts), with TLS when given a certificate. One process, one app, as
+many listeners as needed; uvicorn with httptools parses HTTP and keeps connections alive.
 
 Example:
-    >>> from flask import Flask
-    >>> server = EmbeddedServer(Flask("x"))
-    >>> server.url.startswith("http://127.0.0.1:")
-    True
+    >>> import tempfile, urllib.request
+    >>> from starlette.applications import Starlette
+    >>> from starlette.responses import PlainTextResponse
+    >>> from starlette.routing import Route
+    >>> app = Starlette(routes=[Route("/", lambda r: PlainTextResponse("hi"))])
+    >>> server = HttpServer(app, tcp=("127.0.0.1", 0)).start()
+    >>> urllib.request.urlopen(server.tcp_url + "/").read()
+    b'hi'
     >>> server.stop()
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import os
+import resource
+import socket
+import ssl
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
-from flask import Flask
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+import uvicorn
+
+log = logging.getLogger(__name__)
+
+#: Pending connections the kernel keeps per listener (hundreds of agents connect at once).
+BACKLOG = 4096
+#: Idle kept-alive connections are closed after this long (agents reconnect at once).
+KEEP_ALIVE_S = 120
+#: On stop, how long open requests (long-polls included) may take before they are cut.
+STOP_GRACE_S = 2.0
 
 
-class QuietHandler(WSGIRequestHandler):
-    """No access log: agents long-poll all day, and the run's events say what matters."""
+@dataclass(frozen=True)
+class Tls:
+    """A certificate and its key, PEM files."""
 
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        return
+    cert: Path
+    key: Path
 
 
-class EmbeddedServer:
-    """A threaded WSGI server on ``host`` (port 0: any free port), started at once."""
+def bind_unix(path: Path) -> socket.socket:
+    """A listening Unix socket at ``path`` (0600; its folder made 0700), however long the
+    path (Linux resolves ``/proc/self/fd/N`` to the folder N is open on)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o177)
+    try:
+        if len(os.fsencode(str(path))) < 100:
+            sock.bind(str(path))
+        else:
+            folder = os.open(path.parent, os.O_RDONLY)
+            try:
+                sock.bind(f"/proc/self/fd/{folder}/{path.name}")
+            finally:
+                os.close(folder)
+    finally:
+        os.umask(old)
+    sock.listen(BACKLOG)
+    sock.setblocking(False)
+    return sock
 
-    def __init__(self, app: Flask, host: str = "127.0.0.1", port: int = 0) -> None:
-        self._server: BaseWSGIServer = make_server(
-            host, port, app, threaded=True, request_handler=QuietHandler
-        )
-        # Hundreds of agents connect at once (werkzeug closes every connection after one
-        # request); the default backlog of 128 drops SYNs, which cost 1-3 s retries.
-        self._server.socket.listen(1024)
-        # Long-polls hold a thread each; daemon threads never block shutdown.
-        self._server.daemon_threads = True  # type: ignore[attr-defined]
-        self.url = f"http://{host}:{self._server.server_port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, name="http", daemon=True)
+
+def bind_tcp(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(BACKLOG)
+    sock.setblocking(False)
+    return sock
+
+
+def raise_file_limit() -> None:
+    """Let the process hold as many connections as the system allows (thousands of agents)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+class HttpServer:
+    """Serves ``app`` on a Unix socket and/or a TCP port from a background thread."""
+
+    def __init__(
+        self,
+        app: Any,
+        *,
+        unix: Path | None = None,
+        tcp: tuple[str, int] | None = None,
+        tls: Tls | None = None,
+        on_loop: Callable[[asyncio.AbstractEventLoop], None] | None = None,
+    ) -> None:
+        self.app = app
+        self.unix = unix
+        self.tls = tls
+        self._on_loop = on_loop
+        self._unix_sock = bind_unix(unix) if unix is not None else None
+        self._tcp_sock = bind_tcp(*tcp) if tcp is not None else None
+        self._servers: list[uvicorn.Server] = []
+        self._started = threading.Event()
+        self._error: BaseException | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._thread = threading.Thread(target=self._run, name="http-server", daemon=True)
+
+    @property
+    def unix_url(self) -> str:
+        """``unix:/path`` of the Unix socket (what ``server.url`` files hold for agents)."""
+        assert self.unix is not None
+        return f"unix:{self.unix.resolve()}"
+
+    @property
+    def tcp_url(self) -> str:
+        assert self._tcp_sock is not None
+        host, port = self._tcp_sock.getsockname()[:2]
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://{host if ':' not in host else f'[{host}]'}:{port}"
+
+    def start(self) -> HttpServer:
+        """Start serving; returns once every listener accepts connections."""
+        raise_file_limit()
         self._thread.start()
+        self._started.wait(timeout=60)
+        if self._error is not None:
+            raise self._error
+        return self
+
+    def _config(self, tls: Tls | None) -> uvicorn.Config:
+        return uvicorn.Config(
+            self.app,
+            lifespan="off",
+            log_level="warning",
+            access_log=False,
+            http="httptools",
+            timeout_keep_alive=KEEP_ALIVE_S,
+            timeout_graceful_shutdown=int(STOP_GRACE_S),
+            backlog=BACKLOG,
+            server_header=False,
+            ssl_certfile=str(tls.cert) if tls else None,
+            ssl_keyfile=str(tls.key) if tls else None,
+            ssl_cert_reqs=ssl.CERT_NONE,
+        )
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        self.loop = loop
+        try:
+            if self._on_loop is not None:
+                self._on_loop(loop)
+            groups: list[tuple[uvicorn.Config, list[socket.socket]]] = []
+            plain = [s for s in (self._unix_sock,) if s is not None]
+            if self._tcp_sock is not None and self.tls is None:
+                plain.append(self._tcp_sock)
+            if plain:
+                groups.append((self._config(None), plain))
+            if self._tcp_sock is not None and self.tls is not None:
+                groups.append((self._config(self.tls), [self._tcp_sock]))
+            self._servers = [uvicorn.Server(config) for config, _ in groups]
+            serving = [
+                loop.create_task(server.serve(sockets=socks))
+                for server, (_, socks) in zip(self._servers, groups, strict=True)
+            ]
+            loop.run_until_complete(self._wait_started())
+            self._started.set()
+            loop.run_until_complete(asyncio.gather(*serving, return_exceptions=True))
+        except BaseException as err:  # handed to start()
+            self._error = err
+            self._started.set()
+        finally:
+            _drain(loop)
+            loop.close()
+
+    async def _wait_started(self) -> None:
+        while not all(server.started for server in self._servers):
+            await asyncio.sleep(0.005)
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=10)
+        """Stop accepting, give open requests a moment, then close everything."""
+        loop = self.loop
+        if loop is not None and not loop.is_closed():
+            for server in self._servers:
+                server.should_exit = True
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._force_later)
+        self._thread.join(timeout=STOP_GRACE_S + 10)
+        for sock in (self._unix_sock, self._tcp_sock):
+            if sock is not None:
+                sock.close()
+        if self.unix is not None:
+            with contextlib.suppress(OSError):
+                self.unix.unlink()
+
+    def _force_later(self) -> None:
+        assert self.loop is not None
+
+        def force() -> None:
+            for server in self._servers:
+                server.force_exit = True
+
+        self.loop.call_later(STOP_GRACE_S, force)
+
+
+def _drain(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel what still runs on the loop (requests cut by the stop) and let it unwind, so
+    nothing touches the loop once it is closed."""
+    with contextlib.suppress(Exception):
+        pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
+        for task in pending:
+            task.cancel()
+        if pending:
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        loop.run_until_complete(asyncio.sleep(0))  # connection_lost callbacks
+        loop.run_until_complete(loop.shutdown_asyncgens())

@@ -36,6 +36,7 @@ import secrets
 import shlex
 import shutil
 import signal
+import socket
 import stat
 import string
 import subprocess
@@ -44,9 +45,7 @@ import tarfile
 import tempfile
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from typing import IO, Any
 
@@ -75,6 +74,15 @@ OVER_STATES = frozenset({"Finalizing", "Done", "Aborted", "Cancelled"})
 WORK_STATES = ("Executing", "SendingReports")
 #: Commands scripts find on PATH (wrappers in <workdir>/bin).
 SS_COMMANDS = ("ss-get", "ss-set", "ss-display", "ss-abort", "ss-random", "ss-get-all")
+#: Settings that stay with the agent: scripts reach the server only through it.
+PRIVATE_ENV = frozenset(
+    {
+        "SLIPSTREAM_TOKEN",
+        "SLIPSTREAM_SERVER",
+        "SLIPSTREAM_SERVER_FILE",
+        "SLIPSTREAM_SERVER_FINGERPRINT",
+    }
+)
 
 USAGES = {
     "ss-get": "ss-get [--timeout S] [--noblock] KEY",
@@ -103,6 +111,10 @@ class AbortedError(AgentError):
     def __init__(self, abort_message: str) -> None:
         super().__init__(f"run aborted: {abort_message}")
         self.abort_message = abort_message
+
+
+class TokenRefused(AgentError):
+    """The server no longer knows this instance's token: its run was destroyed."""
 
 
 class UsageError(Exception):
@@ -223,6 +235,7 @@ class Config:
         self.token = env.get("SLIPSTREAM_TOKEN", "").strip()
         self.workdir = os.path.abspath(env.get("SLIPSTREAM_WORKDIR", "").strip() or os.getcwd())
         self.bind_host = env.get("SLIPSTREAM_BIND_HOST", "").strip()
+        self.fingerprint = env.get("SLIPSTREAM_SERVER_FINGERPRINT", "").strip()
         retry = env.get("SLIPSTREAM_RETRY_SECONDS", "").strip()
         try:
             self.retry_seconds = float(retry) if retry else DEFAULT_RETRY_SECONDS
@@ -246,16 +259,13 @@ class Config:
             raise AgentError(f"not configured: {', '.join(missing)} not set")
 
     def exported(self) -> dict[str, str]:
-        """The SLIPSTREAM_* variables scripts (and the ss-* commands they call) get."""
+        """The SLIPSTREAM_* variables scripts get: never the token nor the server, since
+        their ``ss-*`` commands go through the agent's own socket."""
         env = {
-            "SLIPSTREAM_SERVER": self.server,
             "SLIPSTREAM_RUN_ID": self.run_id,
             "SLIPSTREAM_INSTANCE": self.instance,
-            "SLIPSTREAM_TOKEN": self.token,
             "SLIPSTREAM_WORKDIR": self.workdir,
         }
-        if self.server_file:
-            env["SLIPSTREAM_SERVER_FILE"] = self.server_file
         if self.bind_host:
             env["SLIPSTREAM_BIND_HOST"] = self.bind_host
         return env
@@ -288,14 +298,128 @@ class Response:
         return str(self.body.get("error") or f"HTTP {self.status}")
 
 
-class Client:
-    """The agent API client: bearer token, JSON bodies, retries on connection errors and 5xx."""
+def _describe(err: BaseException) -> str:
+    """A connection error in words: the reason of an OSError, else its type and text."""
+    if isinstance(err, OSError) and err.strerror:
+        return str(err.strerror)
+    return f"{type(err).__name__}: {err}"
 
-    def __init__(self, config: Config, note: Callable[[str], None] | None = None) -> None:
+
+class PinMismatch(OSError):
+    """The server's certificate is not the one this agent was told to trust."""
+
+
+def check_private_path(path: str) -> None:
+    """Refuse a Unix socket that someone other than us (or root) could have put there.
+
+    Every folder from the socket's up to ``/`` must belong to us or root and must not be
+    writable by others, unless it is sticky (``/tmp``): then only its owner could have
+    made or replaced what is inside (the same rule as OpenSSH's for its key files).
+    """
+    uid = os.getuid()
+    folder = os.path.dirname(os.path.abspath(path))
+    info = os.lstat(path)
+    if info.st_uid not in (uid, 0):
+        raise PinMismatch(f"server socket {path} belongs to uid {info.st_uid}")
+    while True:
+        info = os.stat(folder)
+        sticky = bool(info.st_mode & stat.S_ISVTX)
+        if info.st_uid not in (uid, 0) or (info.st_mode & 0o022 and not sticky):
+            raise PinMismatch(f"server socket {path}: folder {folder} is not private")
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return
+        folder = parent
+
+
+def connect_unix(sock: socket.socket, path: str) -> None:
+    """Connect to a Unix socket, even when its path is longer than the kernel's 107 bytes."""
+    if len(os.fsencode(path)) < 100:
+        sock.connect(path)
+        return
+    # Linux resolves /proc/self/fd/N as the folder N is open on: a short path to a deep file.
+    folder = os.open(os.path.dirname(path) or ".", os.O_RDONLY)
+    try:
+        sock.connect(f"/proc/self/fd/{folder}/{os.path.basename(path)}")
+    finally:
+        os.close(folder)
+
+
+class UnixConnection(http.client.HTTPConnection):
+    """HTTP over a Unix socket: how agents on the ``local`` cloud reach their server."""
+
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.unix_path = path
+
+    def connect(self) -> None:
+        check_private_path(self.unix_path)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            connect_unix(sock, self.unix_path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+def pinned_connection(host: str, port: int | None, pin: str, timeout: float) -> Any:
+    """HTTPS that trusts exactly one certificate (``sha256:<hex>`` of its DER form), checked
+    before anything, the token included, is sent; with no pin, the system's CAs."""
+    import hashlib
+    import ssl
+
+    if not pin:
+        return http.client.HTTPSConnection(host, port, timeout=timeout)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # the pin below is the whole trust decision
+
+    class Pinned(http.client.HTTPSConnection):
+        def connect(self) -> None:
+            super().connect()
+            der = self.sock.getpeercert(binary_form=True) or b""
+            seen = "sha256:" + hashlib.sha256(der).hexdigest()
+            if seen != pin.lower():
+                self.sock.close()
+                self.sock = None
+                raise PinMismatch(f"server certificate {seen[:19]}… is not the pinned one")
+
+    return Pinned(host, port, timeout=timeout, context=context)
+
+
+class Client:
+    """The agent API client: bearer token, JSON bodies, kept-alive connections, retries on
+    connection errors and 5xx.
+
+    Connections are pooled: the daemon's long-polls and its scripts' requests reuse the
+    same one or two connections instead of opening one per request. The server is named
+    by ``unix:/path`` (the local cloud), ``https://host:port`` (pinned with
+    ``SLIPSTREAM_SERVER_FINGERPRINT``) or ``http://host:port`` (tests, trusted networks).
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        note: Callable[[str], None] | None = None,
+        retry_for: float | None = -1.0,
+    ) -> None:
         self.config = config
         self.note = note or (lambda message: None)
-        # Talk to the server directly: agent traffic must not go through an HTTP proxy.
-        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        # How long a request is retried (None: as long as it takes; negative: the config's).
+        if retry_for is not None and retry_for < 0:
+            retry_for = config.retry_seconds
+        self.retry_for = retry_for
+        self._idle: list[tuple[str, http.client.HTTPConnection]] = []
+        self._lock = threading.Lock()
+
+    def bounded(self) -> Client:
+        """The same connections, with the configured retry bound (for scripts' commands)."""
+        view = Client.__new__(Client)
+        view.__dict__.update(self.__dict__)
+        view.retry_for = self.config.retry_seconds
+        return view
 
     def base_url(self) -> str:
         server = self.config.server
@@ -311,6 +435,41 @@ class Client:
             raise AgentError("no server address (SLIPSTREAM_SERVER / SLIPSTREAM_SERVER_FILE)")
         return server.rstrip("/")
 
+    def _connect(self, base: str, timeout: float) -> http.client.HTTPConnection:
+        if base.startswith("unix:"):
+            return UnixConnection(base[len("unix:") :], timeout)
+        parts = urllib.parse.urlsplit(base)
+        if parts.scheme == "https":
+            connection: http.client.HTTPConnection = pinned_connection(
+                parts.hostname or "", parts.port, self.config.fingerprint, timeout
+            )
+            return connection
+        if parts.scheme == "http":
+            return http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=timeout)
+        raise AgentError(f"unsupported server address {base!r}")
+
+    def _take(self, base: str, timeout: float) -> tuple[http.client.HTTPConnection, bool]:
+        with self._lock:
+            while self._idle:
+                where, connection = self._idle.pop()
+                if where == base:
+                    if connection.sock is not None:
+                        connection.sock.settimeout(timeout)
+                    connection.timeout = timeout
+                    return connection, True
+                connection.close()
+        return self._connect(base, timeout), False
+
+    def _give_back(self, base: str, connection: http.client.HTTPConnection) -> None:
+        with self._lock:
+            self._idle.append((base, connection))
+
+    def close(self) -> None:
+        with self._lock:
+            for _, connection in self._idle:
+                connection.close()
+            self._idle.clear()
+
     def request(
         self,
         method: str,
@@ -320,7 +479,8 @@ class Client:
         content_type: str = "application/json",
         timeout: float = 60.0,
     ) -> Response:
-        """One API call; returns any response below 500, retries the rest with backoff."""
+        """One API call; returns any response below 500, retries the rest with backoff
+        for ``self.retry_for`` seconds (the daemon: for as long as its run lives)."""
         if body is not None:
             data = json.dumps(body).encode("utf-8")
         headers = {
@@ -331,26 +491,28 @@ class Client:
         if data is not None:
             headers["Content-Type"] = content_type
         run = urllib.parse.quote(self.config.run_id, safe="")
-        give_up = time.monotonic() + self.config.retry_seconds
+        give_up = None if self.retry_for is None else time.monotonic() + self.retry_for
         delay = 0.25
         while True:
             base = self.base_url()
-            request = urllib.request.Request(
-                base + API_PREFIX + run + path, data=data, headers=headers, method=method
-            )
+            connection, reused = self._take(base, timeout)
             try:
-                with self._opener.open(request, timeout=timeout) as answer:
-                    return Response(answer.status, answer.read())
-            except urllib.error.HTTPError as err:
-                raw = err.read() if err.fp is not None else b""
-                if err.code < 500:
-                    return Response(err.code, raw)
-                problem = f"HTTP {err.code}"
-            except urllib.error.URLError as err:
-                problem = str(err.reason)
+                connection.request(method, API_PREFIX + run + path, body=data, headers=headers)
+                answer = connection.getresponse()
+                raw = answer.read()
+                if answer.will_close:
+                    connection.close()
+                else:
+                    self._give_back(base, connection)
+                if answer.status < 500:
+                    return Response(answer.status, raw)
+                problem = f"HTTP {answer.status}"
             except (OSError, http.client.HTTPException) as err:
-                problem = f"{type(err).__name__}: {err}"
-            if time.monotonic() + delay > give_up:
+                connection.close()
+                if reused and not isinstance(err, (PinMismatch, socket.timeout)):
+                    continue  # the server closed an idle kept-alive connection: reconnect
+                problem = str(err) if isinstance(err, PinMismatch) else _describe(err)
+            if give_up is not None and time.monotonic() + delay > give_up:
                 raise AgentError(f"cannot reach the server at {base}: {problem}")
             self.note(f"{method} {path}: {problem}; retrying in {delay:g}s")
             time.sleep(delay)
@@ -363,6 +525,8 @@ class Client:
             return response.body
         if response.status == 409:
             raise AbortedError(str(response.body.get("abort") or response.error))
+        if response.status == 401:
+            raise TokenRefused(f"{what}: {response.error} (HTTP 401)")
         raise AgentError(f"{what}: {response.error} (HTTP {response.status})")
 
     # -- the API, one method per endpoint
@@ -423,16 +587,46 @@ class Client:
 # --------------------------------------------------------------------------- ss-* commands
 
 
-def write_out(text: str) -> None:
-    sys.stdout.flush()
-    sys.stdout.buffer.write(text.encode("utf-8", "surrogateescape"))
-    sys.stdout.buffer.flush()
+class Context:
+    """Where a command writes, what it reads and which client it uses.
 
+    Run directly (``slipstream_agent.py ss-get …``) a command talks to the server itself
+    and writes to this process's streams; forwarded by the ``ss-*`` wrappers to the
+    daemon, it uses the daemon's kept-alive client and its output is sent back.
+    """
 
-def client_from_env() -> Client:
-    config = Config(os.environ)
-    config.check()
-    return Client(config)
+    def __init__(self, client: Client | None = None, stdin: bytes | None = None) -> None:
+        self._client = client
+        self._stdin = stdin
+        self.buffered = client is not None
+        self.out = bytearray()
+        self.err = bytearray()
+
+    def client(self) -> Client:
+        if self._client is None:
+            config = Config(os.environ)
+            config.check()
+            self._client = Client(config)
+        return self._client
+
+    def write(self, text: str) -> None:
+        data = text.encode("utf-8", "surrogateescape")
+        if self.buffered:
+            self.out += data
+            return
+        sys.stdout.flush()
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+
+    def error(self, text: str) -> None:
+        if self.buffered:
+            self.err += text.encode("utf-8", "surrogateescape")
+        else:
+            sys.stderr.write(text)
+
+    def stdin(self) -> str:
+        data = sys.stdin.buffer.read(65537) if self._stdin is None else self._stdin
+        return data.decode("utf-8", "surrogateescape")
 
 
 def wait_chunk(deadline: float | None) -> int:
@@ -450,21 +644,21 @@ def pace(started: float, wait: int, deadline: float | None) -> None:
         time.sleep(pause)
 
 
-def cmd_get(argv: Sequence[str]) -> int:
+def cmd_get(argv: Sequence[str], ctx: Context) -> int:
     options, args = parse_options(argv, {"--timeout": True, "--noblock": False})
     if len(args) != 1:
         raise UsageError("expects exactly one KEY")
     key = args[0]
     timeout = parse_seconds("--timeout", options["--timeout"]) if "--timeout" in options else None
     noblock = bool(options.get("--noblock"))
-    client = client_from_env()
+    client = ctx.client()
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         wait = 0 if noblock else wait_chunk(deadline)
         started = time.monotonic()
         value = client.get_param(key, wait)
         if value is not None:
-            write_out(value + "\n")
+            ctx.write(value + "\n")
             return 0
         if noblock:
             raise AgentError(f"{key} is not set")
@@ -474,20 +668,20 @@ def cmd_get(argv: Sequence[str]) -> int:
         pace(started, wait, deadline)
 
 
-def cmd_get_all(argv: Sequence[str]) -> int:
+def cmd_get_all(argv: Sequence[str], ctx: Context) -> int:
     options, args = parse_options(argv, {"--timeout": True})
     if len(args) != 2:
         raise UsageError("expects NODE and KEY")
     node, key = args
     timeout = parse_seconds("--timeout", options["--timeout"]) if "--timeout" in options else None
-    client = client_from_env()
+    client = ctx.client()
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         wait = wait_chunk(deadline)
         started = time.monotonic()
         values = client.get_all(node, key, wait)
         if values is not None:
-            write_out("".join(value + "\n" for value in values))
+            ctx.write("".join(value + "\n" for value in values))
             return 0
         if deadline is not None and time.monotonic() >= deadline:
             assert timeout is not None
@@ -495,31 +689,36 @@ def cmd_get_all(argv: Sequence[str]) -> int:
         pace(started, wait, deadline)
 
 
-def cmd_set(argv: Sequence[str]) -> int:
+def cmd_set(argv: Sequence[str], ctx: Context) -> int:
     _, args = parse_options(argv, {})
     if len(args) != 2:
         raise UsageError("expects KEY and VALUE")
-    client_from_env().set_param(args[0], args[1])
+    value = args[1]
+    if value == "-":
+        # The value from stdin keeps secrets out of argv (/proc/*/cmdline is world-readable).
+        value = ctx.stdin()
+        value = value[:-1] if value.endswith("\n") else value
+    ctx.client().set_param(args[0], value)
     return 0
 
 
-def cmd_display(argv: Sequence[str]) -> int:
+def cmd_display(argv: Sequence[str], ctx: Context) -> int:
     _, args = parse_options(argv, {})
     if not args:
         raise UsageError("expects a MESSAGE")
-    client_from_env().set_param("statecustom", " ".join(args))
+    ctx.client().set_param("statecustom", " ".join(args))
     return 0
 
 
-def cmd_abort(argv: Sequence[str]) -> int:
+def cmd_abort(argv: Sequence[str], ctx: Context) -> int:
     options, args = parse_options(argv, {"--cancel": False})
     if not args:
         raise UsageError("expects a MESSAGE")
-    client_from_env().abort(" ".join(args), cancel=bool(options.get("--cancel")))
+    ctx.client().abort(" ".join(args), cancel=bool(options.get("--cancel")))
     return 0
 
 
-def cmd_random(argv: Sequence[str]) -> int:
+def cmd_random(argv: Sequence[str], ctx: Context) -> int:
     options, args = parse_options(argv, {"--size": True})
     if len(args) > 1:
         raise UsageError("expects at most one KEY")
@@ -533,8 +732,8 @@ def cmd_random(argv: Sequence[str]) -> int:
             raise UsageError("--size must be between 1 and 4096")
     value = "".join(secrets.choice(RANDOM_ALPHABET) for _ in range(size))
     if args:
-        client_from_env().set_param(args[0], value)
-    write_out(value + "\n")
+        ctx.client().set_param(args[0], value)
+    ctx.write(value + "\n")
     return 0
 
 
@@ -602,6 +801,159 @@ class ScriptRun:
             return self.last_stderr or self.last_stdout or "(no output)"
 
 
+# --------------------------------------------------------------------------- the agent's socket
+
+#: The ss-* commands scripts find on PATH: a few lines of Python started with -I -S (no
+#: site, no heavy import), forwarding argv (and stdin for ``ss-set KEY -``) to the daemon
+#: over its Unix socket and printing its answer. Python 3.8 compatible, like this file.
+WRAPPER = """#!{python} -IS
+# {command}: a SlipStream command, forwarded to this machine's agent (written by it).
+import _socket, os, sys
+
+SOCKET = {socket!r}
+
+
+def main():
+    args = [os.fsencode(a) for a in [os.path.basename(sys.argv[0])] + sys.argv[1:]]
+    stdin = b""
+    if args[0] == b"ss-set" and len(args) == 3 and args[2] == b"-":
+        stdin = sys.stdin.buffer.read(65537)
+    request = b"".join(b"%d:%s," % (len(a), a) for a in args + [stdin])
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    chunks = []
+    try:
+        if len(os.fsencode(SOCKET)) < 100:
+            sock.connect(SOCKET)
+        else:
+            folder = os.open(os.path.dirname(SOCKET), os.O_RDONLY)
+            sock.connect("/proc/self/fd/%d/%s" % (folder, os.path.basename(SOCKET)))
+            os.close(folder)
+        sock.sendall(request)
+        sock.shutdown(_socket.SHUT_WR)
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    except OSError as err:
+        name = args[0].decode("utf-8", "replace")
+        sys.stderr.write("%s: the agent is not answering (%s)\\n" % (name, err.strerror or err))
+        return 1
+    head, _, rest = b"".join(chunks).partition(b"\\n")
+    try:
+        code, out_size, err_size = (int(part) for part in head.split())
+    except ValueError:
+        sys.stderr.write("%s: bad answer from the agent\\n" % args[0].decode("utf-8", "replace"))
+        return 1
+    sys.stdout.buffer.write(rest[:out_size])
+    sys.stdout.buffer.flush()
+    sys.stderr.buffer.write(rest[out_size : out_size + err_size])
+    sys.stderr.buffer.flush()
+    return code
+
+
+sys.exit(main())
+"""
+MAX_COMMAND_BYTES = 1 << 20
+
+
+def parse_netstrings(data: bytes) -> list[bytes]:
+    """``3:abc,0:,`` → ``[b"abc", b""]``; ValueError when malformed."""
+    items = []
+    while data:
+        size, colon, rest = data.partition(b":")
+        if not colon or not size.isdigit() or len(rest) < int(size) + 1:
+            raise ValueError("malformed request")
+        length = int(size)
+        if rest[length : length + 1] != b",":
+            raise ValueError("malformed request")
+        items.append(rest[:length])
+        data = rest[length + 1 :]
+    return items
+
+
+def bind_unix(path: str) -> socket.socket:
+    """A listening Unix socket at ``path`` (0600, in a 0700 folder), however long the path."""
+    folder = os.path.dirname(path)
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    os.chmod(folder, 0o700)
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    if len(os.fsencode(path)) < 100:
+        sock.bind(path)
+    else:
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            sock.bind(f"/proc/self/fd/{fd}/{os.path.basename(path)}")
+        finally:
+            os.close(fd)
+    os.chmod(path, 0o600)
+    sock.listen(128)
+    return sock
+
+
+class CommandServer:
+    """The daemon's socket: runs the ss-* commands its scripts call, on its own client.
+
+    One thread per command (a blocked ``ss-get`` holds one); every command shares the
+    daemon's kept-alive connections to the server.
+    """
+
+    def __init__(self, path: str, client: Client) -> None:
+        self.path = path
+        self.client = client
+        self.sock = bind_unix(path)
+        self.thread = threading.Thread(target=self._accept, name="ss-socket", daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            try:
+                data = bytearray()
+                while len(data) <= MAX_COMMAND_BYTES:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+                code, out, err = self.answer(bytes(data))
+                conn.sendall(b"%d %d %d\n" % (code, len(out), len(err)) + out + err)
+            except OSError:
+                pass  # the script is gone: nobody to answer
+
+    def answer(self, data: bytes) -> tuple[int, bytes, bytes]:
+        """(exit code, stdout, stderr) of the command in ``data``."""
+        try:
+            *args, stdin = parse_netstrings(data)
+            argv = [os.fsdecode(arg) for arg in args]
+        except ValueError:
+            return 2, b"", b"ss: malformed request\n"
+        if not argv or argv[0] not in SS_COMMANDS:
+            return 2, b"", b"ss: unknown command\n"
+        ctx = Context(self.client.bounded(), stdin)
+        try:
+            code = dispatch(argv[0], argv[1:], ctx)
+        except Exception as err:  # the daemon must outlive any one command
+            LOG.exception("%s failed", argv[0])
+            ctx.error(f"{argv[0]}: internal error: {err}\n")
+            code = 1
+        return code, bytes(ctx.out), bytes(ctx.err)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.close()
+        with contextlib.suppress(OSError):
+            os.remove(self.path)
+
+
 # --------------------------------------------------------------------------- the daemon
 
 
@@ -615,6 +967,8 @@ class Daemon:
         self.bin_dir = os.path.join(self.workdir, "bin")
         self.logs_dir = os.path.join(self.workdir, "logs")
         self.pid_file = os.path.join(self.workdir, "agent.pid")
+        self.socket_path = os.path.join(self.workdir, ".agent", "ss.sock")
+        self.commands: CommandServer | None = None
         self.recipe: dict[str, Any] = {}
         self.instance = config.instance
         self.state = ""
@@ -626,6 +980,7 @@ class Daemon:
         for folder in (self.workdir, self.bin_dir, self.logs_dir):
             os.makedirs(folder, exist_ok=True)
         self._write_pid_file()
+        self.commands = CommandServer(self.socket_path, self.client)
         self._write_wrappers()
 
     def _write_pid_file(self) -> None:
@@ -638,18 +993,22 @@ class Daemon:
         os.replace(temp, self.pid_file)
 
     def remove_pid_file(self) -> None:
+        if self.commands is not None:
+            self.commands.close()
         if read_pid(self.pid_file) == os.getpid():
             with contextlib.suppress(OSError):
                 os.remove(self.pid_file)
 
     def _write_wrappers(self) -> None:
-        python = shlex.quote(sys.executable or "python3")
-        me = shlex.quote(os.path.abspath(__file__))
+        python = sys.executable or "/usr/bin/python3"
         for command in SS_COMMANDS:
             path = os.path.join(self.bin_dir, command)
-            with open(path, "w", encoding="utf-8") as handle:
-                handle.write(f'#!/bin/sh\nexec {python} {me} {command} "$@"\n')
-            os.chmod(path, 0o755)
+            text = WRAPPER.format(python=python, command=command, socket=self.socket_path)
+            temp = path + ".tmp"
+            with open(temp, "w", encoding="utf-8") as handle:
+                handle.write(text)
+            os.chmod(temp, 0o755)
+            os.replace(temp, path)
 
     # -- the run
 
@@ -789,8 +1148,9 @@ class Daemon:
         self._run_part("packages", 1, 1, "packages", install_script(packages), {})
 
     def script_env(self, extra: Mapping[str, str]) -> dict[str, str]:
-        env = dict(os.environ)
+        env = {k: v for k, v in os.environ.items() if k not in PRIVATE_ENV}
         env.update(self.config.exported())
+        env["SLIPSTREAM_AGENT_SOCKET"] = self.socket_path
         env["SLIPSTREAM_INSTANCE"] = self.instance
         env["SLIPSTREAM_NODE"] = str(self.recipe.get("node") or "")
         env["SLIPSTREAM_INDEX"] = str(self.recipe.get("index") or "")
@@ -1022,12 +1382,15 @@ def is_agent(pid: int) -> bool:
     return os.path.basename(__file__).encode() in cmdline
 
 
-def cmd_run(argv: Sequence[str]) -> int:
+def cmd_run(argv: Sequence[str], ctx: Context) -> int:
     options, args = parse_options(argv, {"--env-file": True})
     if args:
         raise UsageError("takes no arguments")
-    load_env_file(options.get("--env-file"))
-    config = Config(os.environ)
+    env = dict(os.environ)
+    if options.get("--env-file"):
+        # Kept out of os.environ: the token must not reach the scripts' environment.
+        env.update(read_env_file(options["--env-file"]))
+    config = Config(env)
     config.check()
     # Lead a process group of our own, so `stop` can end every script we started.
     try:
@@ -1046,7 +1409,8 @@ def cmd_run(argv: Sequence[str]) -> int:
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, on_term)
-    client = Client(config, note=lambda message: LOG.warning("%s", message))
+    # The daemon retries for as long as its run may live; a destroyed run ends it (401).
+    client = Client(config, note=lambda message: LOG.warning("%s", message), retry_for=None)
     daemon = Daemon(config, client)
     LOG.info(
         "agent starting: pid %d, run %s, instance %s, workdir %s",
@@ -1070,7 +1434,7 @@ def cmd_run(argv: Sequence[str]) -> int:
     return code
 
 
-def cmd_stop(argv: Sequence[str]) -> int:
+def cmd_stop(argv: Sequence[str], ctx: Context) -> int:
     options, args = parse_options(argv, {"--env-file": True, "--grace": True})
     if args:
         raise UsageError("takes no arguments")
@@ -1128,7 +1492,7 @@ def cmd_stop(argv: Sequence[str]) -> int:
 
 # --------------------------------------------------------------------------- entry point
 
-COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
+COMMANDS: dict[str, Callable[[Sequence[str], Context], int]] = {
     "ss-get": cmd_get,
     "ss-set": cmd_set,
     "ss-display": cmd_display,
@@ -1138,6 +1502,21 @@ COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "run": cmd_run,
     "stop": cmd_stop,
 }
+
+
+def dispatch(command: str, argv: Sequence[str], ctx: Context) -> int:
+    """Run one command; errors become a message on the context's stderr and an exit code."""
+    try:
+        return COMMANDS[command](argv, ctx)
+    except HelpRequested:
+        ctx.write(f"usage: {USAGES[command]}\n")
+        return 0
+    except UsageError as err:
+        ctx.error(f"{command}: {err}\nusage: {USAGES[command]}\n")
+        return 2
+    except AgentError as err:
+        ctx.error(f"{command}: {err}\n")
+        return 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -1156,16 +1535,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
     try:
-        return COMMANDS[command](rest)
-    except HelpRequested:
-        write_out(f"usage: {USAGES[command]}\n")
-        return 0
-    except UsageError as err:
-        sys.stderr.write(f"{command}: {err}\nusage: {USAGES[command]}\n")
-        return 2
-    except AgentError as err:
-        sys.stderr.write(f"{command}: {err}\n")
-        return 1
+        return dispatch(command, rest, Context())
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

@@ -33,6 +33,7 @@ from engine.recipes.clouds import CloudsConfig, load_home_clouds
 from engine.recipes.loader import RecipeLoader
 from engine.recipes.overrides import Overrides
 from engine.recipes.schema import recipe_schema
+from engine.runs.manager import Endpoints
 from engine.service import Service
 from engine.store.runstore import Event
 
@@ -214,13 +215,23 @@ def compile_cmd(
 def _service(clouds: Path | None = None) -> Service:
     home = service_home()
 
-    def serve(coordinator: Coordinator) -> tuple[str, Callable[[], None]]:
+    def serve(coordinator: Coordinator) -> tuple[Endpoints, Callable[[], None]]:
         # The CLI is the composition root: the only engine module that wires in HTTP.
         from webhooks.app import create_app
-        from webhooks.server import EmbeddedServer
+        from webhooks.server import HttpServer
 
-        server = EmbeddedServer(create_app(home, coordinator))
-        return server.url, server.stop
+        server = HttpServer(
+            create_app(home, coordinator),
+            unix=home.resolve() / "sockets" / f"{os.getpid()}.sock",
+            tcp=("127.0.0.1", 0),
+            on_loop=coordinator.hub.attach,
+        ).start()
+
+        def stop() -> None:
+            coordinator.hub.close()  # long-polls answer now rather than being cut
+            server.stop()
+
+        return Endpoints(server.unix_url, server.tcp_url), stop
 
     return Service(home, serve, clouds)
 

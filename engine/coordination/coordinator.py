@@ -1,27 +1,38 @@
 """Coordinator: runtime parameters, barriers and the abort fence of running deployments.
 
-Every agent call lands here (through the agent API): keys are checked against the run
-spec, bare keys resolve to the caller's instance, mapped inputs resolve through their
-mapping, waits are long-polls woken by the :class:`~engine.coordination.hub.Hub`, and after an abort
-every get and set fails fast.
+Agent requests arrive on the server's event loop (the ``async`` methods) and never block
+it: values are answered from the :class:`RunCache`, waits are shared futures of the
+:class:`Hub`, and writes are handed to the store's group-commit thread, awaited, and
+reach the cache in commit order. The run driver uses the same object from its own thread
+(the plain methods).
 
-Example:
-    >>> parse_key("web.2:url"), parse_key("web:ids"), parse_key("ss:state")
-    (('web', 2, 'url'), ('web', 0, 'ids'), ('ss', 0, 'state'))
+Barriers are released in the write path: the vote that completes one moves the state
+and wakes every state waiter at once; nothing polls. The abort fence holds in the store's
+transaction, so a run aborted by another process refuses writes at once.
+
+Example (not run: it needs a store)::
+
+        coordinator = Coordinator(store, Hub())
+        await coordinator.put(run_id, "db.1", "url", "pg://db")
+        await coordinator.get(run_id, "web.1", "db_url", wait_s=30)
+        # b'{"key": "db.1:url", "value": "pg://db"}'
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
-import re
 import threading
 import time
-from typing import Any
+from concurrent.futures import Future
+from typing import Any, TypeVar
 
-from engine.coordination.hub import Hub
-from engine.coordination.runcache import RunCache
-from engine.store.runstore import RunStore
+from engine.coordination import keys
+from engine.coordination.hub import TIMED_OUT, Hub
+from engine.coordination.refusals import Aborted, BadRequest, NotFound
+from engine.coordination.runcache import ARMED_BY_ENGINE, NEXT_STATE, RunCache
+from engine.store.runstore import Fenced, RunStore
 
 MAX_VALUE_BYTES = 4096
 MAX_WAIT_S = 30.0
@@ -37,13 +48,13 @@ STATES = (
     "Cancelled",
 )
 TERMINAL = ("Done", "Aborted", "Cancelled")
-INSTANCE_BUILTINS = ("hostname", "instanceid", "cloud", "nodename", "id", "statecustom")
-SETTABLE_BUILTINS = ("statecustom",)
-RUN_KEYS = ("state", "abort", "category", "url.service")
-NODE_KEYS = ("multiplicity", "ids")
-_KEY = re.compile(
-    r"^([a-z][a-z0-9-]{0,62})(?:\.([1-9][0-9]{0,5}))?:([A-Za-z][A-Za-z0-9_.-]{0,127})$"
-)
+#: How long a token's owner is remembered (another process may retire it).
+OWNER_TTL_S = 10.0
+#: Hub keys of the state watch (``GET /state``) and of votes, beside parameter keys.
+STATE_WATCH = "#state"
+VOTES = "#votes"
+
+T = TypeVar("T")
 
 
 def token_hash(token: str) -> str:
@@ -61,50 +72,17 @@ def clip_utf8(text: str, limit: int) -> str:
     return data[:limit].decode("utf-8", "ignore")
 
 
-class AgentError(Exception):
-    """A refused agent request; ``status`` is the HTTP status the API answers with."""
-
-    status = 400
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+def param_doc(key: str, value: str) -> bytes:
+    """The answer to a parameter read, serialised once however many waiters get it."""
+    return json.dumps({"key": key, "value": value}).encode("utf-8")
 
 
-class BadRequest(AgentError):
-    status = 400
+def state_doc(state: str, abort: str | None) -> bytes:
+    return json.dumps({"state": state, "abort": abort}).encode("utf-8")
 
 
-class Forbidden(AgentError):
-    status = 403
-
-
-class NotFound(AgentError):
-    status = 404
-
-
-class Aborted(AgentError):
-    """The run's abort flag is up: the fence refuses every get and set."""
-
-    status = 409
-
-
-def parse_key(key: str) -> tuple[str, int, str]:
-    """(node or ``ss``, instance index or 0 for node-wide, name); ValueError when malformed."""
-    match = _KEY.match(key)
-    if not match:
-        raise ValueError(f"malformed key `{key}`")
-    return match.group(1), int(match.group(2) or 0), match.group(3)
-
-
-def _full_key(caller: str, key: str) -> tuple[str, tuple[str, int, str]]:
-    """A key with the caller's instance added when bare, and its parsed parts."""
-    if ":" not in key:
-        key = f"{caller}:{key}"
-    try:
-        return key, parse_key(key)
-    except ValueError as exc:
-        raise BadRequest(str(exc)) from exc
+def _clamp(wait_s: float) -> float:
+    return min(max(wait_s, 0.0), MAX_WAIT_S)
 
 
 class Coordinator:
@@ -113,157 +91,127 @@ class Coordinator:
     def __init__(self, store: RunStore, hub: Hub) -> None:
         self.store = store
         self.hub = hub
-        self._specs: dict[str, dict[str, Any]] = {}
         self._caches: dict[str, RunCache] = {}
-        self._owners: dict[str, tuple[str, str]] = {}
+        self._owners: dict[str, tuple[tuple[str, str], float]] = {}
         self._lock = threading.Lock()
 
-    def owner(self, token_hash_: str) -> tuple[str, str] | None:
-        """(run, instance) of a token; tokens never change hands, so hits are remembered."""
-        found = self._owners.get(token_hash_)
-        if found is None:
-            found = self.store.instance_by_token(token_hash_)
-            if found is not None:
-                self._owners[token_hash_] = found
-        return found
+    # -- loading ----------------------------------------------------------------------
 
-    def _cache(self, run_id: str) -> RunCache:
+    def cache(self, run_id: str) -> RunCache:
+        """The run's cache, loaded from the store on first use (NotFound for no such run)."""
         cache = self._caches.get(run_id)
-        if cache is None:
-            with self._lock:
-                cache = self._caches.get(run_id)
-                if cache is None:
-                    self.spec(run_id)  # NotFound for an unknown run
-                    found = self.store.votes_by_state(run_id)
-                    voters = {state: found.get(state, set()) for state in STATES}
-                    cache = RunCache(self.store.params(run_id), voters)
-                    self._caches[run_id] = cache
+        if cache is not None:
+            return cache
+        with self._lock:
+            cache = self._caches.get(run_id)
+            if cache is None:
+                cache = self._load(run_id)
+                self._caches[run_id] = cache
         return cache
 
-    def flags(self, run_id: str) -> tuple[str, str | None]:
-        """(state, abort message), at most ``runcache.FLAGS_TTL_S`` old."""
-        cache = self._cache(run_id)
-        if not cache.flags_fresh():
-            self._refresh_flags(run_id, cache)
-        return cache.state, cache.abort
+    async def cache_async(self, run_id: str) -> RunCache:
+        cache = self._caches.get(run_id)
+        if cache is None:
+            cache = await asyncio.get_running_loop().run_in_executor(None, self.cache, run_id)
+        return cache
 
-    def _refresh_flags(self, run_id: str, cache: RunCache) -> None:
-        flags = self.store.run_flags(run_id)
-        if flags is None:
+    def _load(self, run_id: str) -> RunCache:
+        run = self.store.get_run(run_id)
+        if run is None:
             raise NotFound(f"unknown run `{run_id}`")
-        cache.set_flags(*flags)
-
-    def spec(self, run_id: str) -> dict[str, Any]:
-        if run_id not in self._specs:
-            run = self.store.get_run(run_id)
-            if run is None:
-                raise NotFound(f"unknown run `{run_id}`")
-            self._specs[run_id] = json.loads(run.spec)
-        return self._specs[run_id]
+        expected = {i["name"] for i in self.store.instances(run_id) if not i["removed"]}
+        voters = self.store.votes_by_state(run_id)
+        cache = RunCache(
+            json.loads(run.spec),
+            self.store.params(run_id),
+            {state: voters.get(state, set()) for state in STATES},
+            expected,
+            run.state,
+            run.abort_message,
+            run.state_since,
+        )
+        if run.state in NEXT_STATE and run.state not in ARMED_BY_ENGINE:
+            cache.armed.add(run.state)
+        return cache
 
     def forget(self, run_id: str) -> None:
-        self._specs.pop(run_id, None)
         self._caches.pop(run_id, None)
 
-    # -- keys -------------------------------------------------------------------------
+    def spec(self, run_id: str) -> dict[str, Any]:
+        return self.cache(run_id).spec
 
-    def resolve(self, run_id: str, caller: str, key: str) -> str:
-        """The stored key a read of ``key`` by ``caller`` means (mapped inputs followed)."""
-        key, (head, index, name) = _full_key(caller, key)
-        if head == "ss":
-            if index or name not in RUN_KEYS:
-                raise NotFound(f"unknown run parameter `{key}`")
-            return key
-        node = self._node(run_id, head, key)
-        if index == 0:
-            if name not in NODE_KEYS:
-                raise NotFound(
-                    f"unknown node parameter `{key}` (node parameters: {', '.join(NODE_KEYS)})"
-                )
-            return key
-        if index > int(node["multiplicity"]):
-            raise NotFound(f"`{key}`: node `{head}` has {node['multiplicity']} instance(s)")
-        binding = node["inputs"].get(name)
-        if binding is not None and "from" in binding:
-            return str(binding["from"])
-        if (
-            binding is None
-            and name not in node["outputs"]
-            and name not in INSTANCE_BUILTINS
-            and not name.startswith("url.")
-        ):
-            raise NotFound(f"`{key}`: component `{node['component']}` declares no `{name}`")
-        return key
+    def owner(self, token_hash_: str) -> tuple[str, str] | None:
+        """(run, instance) of a token, remembered for a few seconds."""
+        found = self._owners.get(token_hash_)
+        if found is not None and time.monotonic() - found[1] < OWNER_TTL_S:
+            return found[0]
+        owner = self.store.instance_by_token(token_hash_)
+        if owner is None:
+            self._owners.pop(token_hash_, None)
+        else:
+            self._owners[token_hash_] = (owner, time.monotonic())
+        return owner
 
-    def _node(self, run_id: str, node: str, key: str) -> dict[str, Any]:
-        nodes: dict[str, Any] = self.spec(run_id)["nodes"]
-        if node not in nodes:
-            raise NotFound(f"`{key}`: unknown node `{node}`")
-        body: dict[str, Any] = nodes[node]
-        return body
+    async def owner_async(self, token_hash_: str) -> tuple[str, str] | None:
+        found = self._owners.get(token_hash_)
+        if found is not None and time.monotonic() - found[1] < OWNER_TTL_S:
+            return found[0]
+        return await asyncio.get_running_loop().run_in_executor(None, self.owner, token_hash_)
 
-    def settable(self, run_id: str, caller: str, key: str) -> str:
-        """The stored key ``caller`` may set for ``key``; Forbidden otherwise."""
-        key, (head, index, name) = _full_key(caller, key)
-        if head == "ss":
-            if name == "url.service" and not index:
-                return key
-            raise Forbidden(f"`{key}` is not settable by an instance")
-        if f"{head}.{index}" != caller:
-            raise Forbidden(f"`{key}` belongs to another instance; `{caller}` sets only its own")
-        node = self._node(run_id, head, key)
-        if name in node["outputs"] or name in SETTABLE_BUILTINS or name.startswith("url."):
-            return key
-        if name in node["inputs"]:
-            raise Forbidden(f"`{key}` is an input; only outputs can be set")
-        raise Forbidden(f"`{key}`: component `{node['component']}` declares no output `{name}`")
+    # -- the agent API (on the server's event loop) -----------------------------------
 
-    # -- operations -------------------------------------------------------------------
-
-    def fence(self, run_id: str) -> None:
+    def fence(self, cache: RunCache) -> None:
         """Raise :class:`Aborted` when the run's abort flag is up."""
-        _, abort = self.flags(run_id)
-        if abort is not None:
-            raise Aborted(abort)
+        if cache.abort is not None:
+            raise Aborted(cache.abort)
 
-    def get(self, run_id: str, caller: str, key: str, wait_s: float) -> tuple[str, str | None]:
-        """(stored key read, its value), waiting up to ``wait_s``; the value is None when
-        still unset."""
-        target = self.resolve(run_id, caller, key)
-        values = self._cache(run_id).values
-        deadline = time.monotonic() + min(max(wait_s, 0.0), MAX_WAIT_S)
-        with self.hub.waiting(run_id, target, who=caller) as woken:
-            while True:
-                self.fence(run_id)
-                if target in ("ss:state", "ss:abort"):
-                    state, abort = self.flags(run_id)  # may change in another process
-                    value = state if target == "ss:state" else abort
-                else:
-                    value = values.get(target)
-                if value is not None:
-                    return target, value
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return target, None
-                woken.wait(left)
-                woken.clear()
+    def _read(self, cache: RunCache, target: str) -> str | None:
+        if target == "ss:state":
+            return cache.state
+        if target == "ss:abort":
+            return cache.abort
+        return cache.values.get(target)
 
-    def get_all(
+    async def get(self, run_id: str, caller: str, key: str, wait_s: float) -> bytes | None:
+        """The answer to a read of ``key`` (``{"key", "value"}``), waiting up to ``wait_s``
+        for it to be set; None when it is still unset."""
+        cache = await self.cache_async(run_id)
+        target = keys.readable(cache.spec, caller, key)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _clamp(wait_s)
+        while True:
+            self.fence(cache)
+            value = self._read(cache, target)
+            if value is not None:
+                return param_doc(target, value)
+            left = deadline - loop.time()
+            if left <= 0:
+                return None
+            woken = await self.hub.wait(run_id, target, left, who=caller)
+            if isinstance(woken, bytes) and cache.abort is None:
+                return woken  # made once by the writer, shared by every waiter
+            if woken is TIMED_OUT:
+                self.fence(cache)
+                return None
+
+    async def get_all(
         self, run_id: str, caller: str, node: str, name: str, wait_s: float
     ) -> list[str] | None:
         """One value per instance of ``node`` once every instance has set ``name``."""
-        body = self._node(run_id, node, f"{node}:{name}")
-        deadline = time.monotonic() + min(max(wait_s, 0.0), MAX_WAIT_S)
+        cache = await self.cache_async(run_id)
+        body = keys.node_of(cache.spec, node, f"{node}:{name}")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _clamp(wait_s)
         values: list[str] = []
         for index in range(1, int(body["multiplicity"]) + 1):
-            left = max(0.0, deadline - time.monotonic())
-            _, value = self.get(run_id, caller, f"{node}.{index}:{name}", left)
-            if value is None:
+            left = max(0.0, deadline - loop.time())
+            answer = await self.get(run_id, caller, f"{node}.{index}:{name}", left)
+            if answer is None:
                 return None
-            values.append(value)
+            values.append(json.loads(answer)["value"])
         return values
 
-    def put(self, run_id: str, caller: str, key: str, value: str) -> str:
+    async def put(self, run_id: str, caller: str, key: str, value: str) -> str:
         """Store a value (after the fence and the checks); returns the stored key."""
         try:
             size = len(value.encode("utf-8"))
@@ -271,81 +219,174 @@ class Coordinator:
             raise BadRequest(f"value of `{key}` is not valid Unicode text") from exc
         if size > MAX_VALUE_BYTES:
             raise BadRequest(f"value of `{key}` is over {MAX_VALUE_BYTES} bytes")
-        target = self.settable(run_id, caller, key)
-        self.fence(run_id)
-        self.publish(run_id, {target: value})
+        cache = await self.cache_async(run_id)
+        target = keys.settable(cache.spec, caller, key)
+        self.fence(cache)
+        await self._fenced(self._publish(run_id, cache, {target: value}, fenced=True))
         return target
 
-    def publish(self, run_id: str, values: dict[str, str]) -> None:
-        """Store values set by the engine or an agent, then wake whoever waits for them."""
-        cache = self._cache(run_id)
-        # The cache is updated in commit order, so it always agrees with the store.
-        self.store.set_params(run_id, values, after=lambda: cache.values.update(values))
-        self.hub.notify(run_id, *values)
+    async def vote(self, run_id: str, caller: str, state: str) -> None:
+        """``caller`` finished its work for ``state``: the current state, or an earlier one
+        (a replay after a restart); a vote for a state the run has not reached is refused."""
+        if state not in STATES:
+            raise BadRequest(f"unknown state `{state}`")
+        cache = await self.cache_async(run_id)
+        self.fence(cache)
+        if cache.state in STATES[:5] and STATES.index(state) > STATES.index(cache.state):
+            raise BadRequest(f"cannot vote {state}: the run is in {cache.state}")
+        future = self.store.put_vote(
+            run_id, caller, state, fenced=True, after=lambda _: self._voted(run_id, caller, state)
+        )
+        await self._fenced(future)
 
-    def refresh_voters(self, run_id: str, state: str) -> set[str]:
-        """Re-read a state's voters from the store (votes are normally cached as they come)."""
-        voters = self.store.voters(run_id, state)
-        self._cache(run_id).voters[state].update(voters)
-        return set(self._cache(run_id).voters[state])
+    async def raise_abort(self, run_id: str, message: str, cancel: bool = False) -> bool:
+        """Raise the abort flag (first message wins) and wake every waiter."""
+        await self.cache_async(run_id)
+        return await asyncio.wrap_future(self._abort(run_id, message, cancel))
+
+    async def wait_state(self, run_id: str, after: str | None, wait_s: float) -> bytes:
+        """``{"state", "abort"}`` once the state differs from ``after`` or the wait ends."""
+        cache = await self.cache_async(run_id)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _clamp(wait_s)
+        while True:
+            left = deadline - loop.time()
+            if after is None or cache.state != after or cache.abort is not None or left <= 0:
+                return state_doc(cache.state, cache.abort)
+            woken = await self.hub.wait(run_id, STATE_WATCH, left)
+            if isinstance(woken, bytes):
+                return woken
+            if woken is TIMED_OUT:
+                return state_doc(cache.state, cache.abort)
+
+    async def _fenced(self, future: Future[T]) -> T:
+        try:
+            return await asyncio.wrap_future(future)
+        except Fenced as err:
+            raise Aborted(err.abort or f"the run is over ({err.state})") from None
+
+    # -- writes and their effects (after commit, on the store's writer thread) --------
+
+    def _publish(
+        self, run_id: str, cache: RunCache, values: dict[str, str], fenced: bool = False
+    ) -> Future[None]:
+        def published(_: object) -> None:
+            cache.values.update(values)
+            for key, value in values.items():
+                self.hub.notify(run_id, key, payload=param_doc(key, value))
+
+        return self.store.put_params(run_id, values, fenced=fenced, after=published)
+
+    def _voted(self, run_id: str, caller: str, state: str) -> None:
+        cache = self.cache(run_id)
+        cache.voters_of(state).add(caller)
+        self.hub.notify(run_id, VOTES)
+        self._advance(run_id, cache)
+
+    def _advance(self, run_id: str, cache: RunCache) -> None:
+        """Move the run on if the barrier of its state is complete (once)."""
+        with cache.lock:
+            state = cache.state
+            if cache.advancing == state or not cache.barrier_complete(state):
+                return
+            cache.advancing = state
+        self._move(run_id, NEXT_STATE[state], expect=state)
+
+    def _move(self, run_id: str, state: str, expect: str | None) -> Future[bool]:
+        cache = self.cache(run_id)
+
+        def moved(done: bool) -> None:
+            if done:
+                self._entered(run_id, cache, state)
+            else:
+                with cache.lock:
+                    cache.advancing = None
+
+        return self.store.move_state(run_id, state, expect=expect, after=moved)
+
+    def _entered(self, run_id: str, cache: RunCache, state: str) -> None:
+        with cache.lock:
+            cache.state = state
+            cache.state_since = time.time()
+            cache.values["ss:state"] = state
+            cache.advancing = None
+            if state in NEXT_STATE and state not in ARMED_BY_ENGINE:
+                cache.armed.add(state)
+        self.store.put_event(run_id, "state", f"run entered {state}", {"state": state})
+        self.hub.notify(run_id, "ss:state", payload=param_doc("ss:state", state))
+        self.hub.notify(run_id, STATE_WATCH, payload=state_doc(state, cache.abort))
+        self._advance(run_id, cache)
+
+    def _abort(self, run_id: str, message: str, cancel: bool) -> Future[bool]:
+        cache = self.cache(run_id)
+        message = clip_utf8(message, MAX_VALUE_BYTES)
+
+        def aborted(raised: bool) -> None:
+            if raised:
+                cache.abort = message
+                self.store.put_event(run_id, "abort", message)
+            elif cache.abort is None:  # raised earlier, by another process: the first wins
+                cache.abort = (self.store.run_flags(run_id) or ("", message))[1] or message
+            cache.values["ss:abort"] = cache.abort
+            self.hub.notify_run(run_id)
+
+        return self.store.put_abort(run_id, message, cancelled=cancel, after=aborted)
+
+    # -- the engine's side (from its own threads) -------------------------------------
+
+    def publish(self, run_id: str, values: dict[str, str]) -> None:
+        """Store values set by the engine (no fence), then wake whoever waits for them."""
+        self._publish(run_id, self.cache(run_id), values).result()
+
+    def set_state(self, run_id: str, state: str, expect: str | None = None) -> bool:
+        return self._move(run_id, state, expect).result()
+
+    def abort(self, run_id: str, message: str, cancel: bool = False) -> bool:
+        """Raise the abort flag (first message wins) and wake every waiter."""
+        return self._abort(run_id, message, cancel).result()
+
+    def arm(self, run_id: str, state: str) -> None:
+        """The engine's part of ``state`` is done: its barrier may now release."""
+        cache = self.cache(run_id)
+        with cache.lock:
+            cache.armed.add(state)
+        self._advance(run_id, cache)
+
+    def flags(self, run_id: str) -> tuple[str, str | None]:
+        """(state, abort message) as this process knows them."""
+        cache = self.cache(run_id)
+        return cache.state, cache.abort
+
+    def refresh(self, run_id: str) -> tuple[str, str | None]:
+        """Re-read the state and abort flag (another process may have changed them) and wake
+        the run's waiters when they did."""
+        cache = self.cache(run_id)
+        found = self.store.run_flags(run_id)
+        if found is None:
+            raise NotFound(f"unknown run `{run_id}`")
+        state, abort = found
+        if abort is not None and cache.abort is None:
+            cache.abort = abort
+            cache.values["ss:abort"] = abort
+            self.hub.notify_run(run_id)
+        if state != cache.state and cache.advancing is None:
+            self._entered(run_id, cache, state)
+        return cache.state, cache.abort
+
+    def voters(self, run_id: str, state: str) -> set[str]:
+        return set(self.cache(run_id).voters_of(state))
+
+    def expected(self, run_id: str) -> set[str]:
+        return set(self.cache(run_id).expected)
+
+    def wait_change(self, run_id: str, state: str, wait_s: float) -> None:
+        """Block this thread until the run leaves ``state``, is aborted, or ``wait_s`` ends."""
+        with self.hub.waiting(run_id, STATE_WATCH) as woken:
+            cache = self.cache(run_id)
+            if cache.state == state and cache.abort is None:
+                woken.wait(wait_s)
 
     def retire(self, run_id: str) -> None:
         """After destroy: the run's tokens stop working at once."""
         self.store.retire_instances(run_id)
-        self._owners = {h: o for h, o in self._owners.items() if o[0] != run_id}
-
-    def abort(self, run_id: str, message: str, cancel: bool = False) -> bool:
-        """Raise the abort flag (first message wins) and wake every waiter."""
-        message = clip_utf8(message, MAX_VALUE_BYTES)
-        raised = self.store.set_abort(run_id, message, cancelled=cancel)
-        if raised:
-            self.store.add_event(run_id, "abort", message)
-        cache = self._cache(run_id)
-        self._refresh_flags(run_id, cache)
-        if cache.abort is not None:
-            cache.values["ss:abort"] = cache.abort
-        self.hub.notify_run(run_id)
-        return raised
-
-    def vote(self, run_id: str, caller: str, state: str) -> None:
-        if state not in STATES:
-            raise BadRequest(f"unknown state `{state}`")
-        self.store.vote(run_id, caller, state)
-        self._cache(run_id).voters[state].add(caller)
-        self.hub.notify(run_id, "ss:votes")
-
-    def set_state(self, run_id: str, state: str, expect: str | None = None) -> bool:
-        moved = self.store.set_state(run_id, state, expect=expect)
-        cache = self._cache(run_id)
-        self._refresh_flags(run_id, cache)
-        if moved:
-            cache.values["ss:state"] = state
-            self.store.add_event(run_id, "state", f"run entered {state}", {"state": state})
-            self.hub.notify(run_id, "ss:state")
-            self.hub.notify_run(run_id)
-        return moved
-
-    def wait_state(self, run_id: str, after: str | None, wait_s: float) -> tuple[str, str | None]:
-        """(state, abort message) once the state differs from ``after`` or the wait ends."""
-        deadline = time.monotonic() + min(max(wait_s, 0.0), MAX_WAIT_S)
-        with self.hub.waiting(run_id, "ss:state") as woken:
-            while True:
-                state, abort = self.flags(run_id)
-                left = deadline - time.monotonic()
-                if after is None or state != after or abort is not None or left <= 0:
-                    return state, abort
-                woken.wait(left)
-                woken.clear()
-
-    def wait_votes(self, run_id: str, state: str, expected: set[str], wait_s: float) -> set[str]:
-        """Instances of ``expected`` that have not voted ``state`` after waiting up to wait_s."""
-        deadline = time.monotonic() + wait_s
-        with self.hub.waiting(run_id, "ss:votes") as woken:
-            voters = self._cache(run_id).voters[state]
-            while True:
-                missing = expected - voters
-                left = deadline - time.monotonic()
-                if not missing or left <= 0 or self.flags(run_id)[1] is not None:
-                    return missing
-                woken.wait(left)
-                woken.clear()
+        self._owners = {h: o for h, o in self._owners.items() if o[0][0] != run_id}

@@ -1,38 +1,52 @@
-"""RunCache: what the serving process knows of a run's parameters, votes and flags.
+"""RunCache: what the serving process knows of a run: spec, parameters, votes, state, abort.
 
-Agents read far more than they write, and hundreds of them wake together; reading from
-memory instead of the database is what keeps a 500-instance barrier fast. Every write
-still goes to the store first (stored before acknowledged); the cache is updated after,
-and only by the process that serves the run's agents. The state and the abort flag may
-also be changed by another process (``slipstream destroy``), so they are re-read from the
-store when older than :data:`FLAGS_TTL_S`.
+Agents read far more than they write, and hundreds wake together; answering from memory
+is what keeps a 500-instance barrier fast. Every write still goes to the store first
+(stored before acknowledged) and reaches the cache after its commit, in commit order, on
+the store's writer thread. A state or abort set by another process is picked up by
+:meth:`engine.coordination.coordinator.Coordinator.refresh`.
 
 Example:
-    >>> cache = RunCache({"ss:state": "Ready"}, {})
-    >>> cache.values["ss:state"]
-    'Ready'
+    >>> cache = RunCache({"nodes": {}}, {"ss:state": "Ready"}, {}, set(), "Ready", None, 0.0)
+    >>> cache.barrier_complete("Ready")
+    False
 """
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
+from typing import Any
 
-FLAGS_TTL_S = 0.5
+#: The barrier states, each with the state its completed barrier moves the run to.
+NEXT_STATE = {"Provisioning": "Executing", "Executing": "SendingReports", "SendingReports": "Ready"}
+#: Barriers that hold only once the engine has done its own part (the clouds are applied).
+ARMED_BY_ENGINE = frozenset({"Provisioning"})
 
 
 @dataclass
 class RunCache:
-    """Parameters and voters of one run, plus its state and abort flag with their age."""
+    """One run as its serving process sees it."""
 
+    spec: dict[str, Any]
     values: dict[str, str]
     voters: dict[str, set[str]]
-    state: str = ""
-    abort: str | None = None
-    flags_at: float = 0.0
+    expected: set[str]  # instances whose votes the barriers wait for
+    state: str
+    abort: str | None
+    state_since: float
+    armed: set[str] = field(default_factory=set)
+    advancing: str | None = None  # the barrier whose state move is being written
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def flags_fresh(self) -> bool:
-        return time.monotonic() - self.flags_at < FLAGS_TTL_S
+    def voters_of(self, state: str) -> set[str]:
+        return self.voters.setdefault(state, set())
 
-    def set_flags(self, state: str, abort: str | None) -> None:
-        self.state, self.abort, self.flags_at = state, abort, time.monotonic()
+    def barrier_complete(self, state: str) -> bool:
+        """Whether the run may leave ``state`` now: a barrier state, armed, every vote in."""
+        return (
+            state in NEXT_STATE
+            and state in self.armed
+            and self.abort is None
+            and self.expected <= self.voters_of(state)
+        )

@@ -24,13 +24,14 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from engine.agent import AGENT_FILE
 from engine.canonical import dumps
 from engine.compile.compiler import compile_deployment
-from engine.compile.runspec import build_spec, instance_names
+from engine.compile.runspec import build_spec
 from engine.coordination.coordinator import Coordinator, token_hash
 from engine.coordination.hub import Hub
 from engine.errors import SlipstreamError, StateLocked
@@ -44,13 +45,24 @@ from engine.terraform.binary import TerraformExe, terraform_env
 from engine.terraform.events import TfEvent
 from engine.terraform.runner import TerraformRunner
 
-BARRIER_STATES = ("Provisioning", "Executing", "SendingReports")
-POLL_S = 1.0
+# How often a running apply looks at the abort flag, and the driver at flags another
+# process may have changed (a `destroy` from another shell); barriers do not wait on it.
+POLL_S = 0.1
 TERMINATE_WAIT_S = 900.0
 CANCEL_WAIT_S = 300.0
 STATE_LOCK_WAIT_S = 300.0
 # States of a run still on its way to Ready, in order.
 _ON_THE_WAY = ("Initializing", "Provisioning", "Executing", "SendingReports")
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Where agents reach the server driving a run: ``local`` for agents on this host
+    (``unix:/path``), ``remote`` for agents on other machines (``https://…``, or empty
+    when nothing listens for them)."""
+
+    local: str
+    remote: str
 
 
 class RunManager:
@@ -64,16 +76,16 @@ class RunManager:
         terraform: TerraformExe,
         *,
         coordinator: Coordinator | None = None,
-        serve: Callable[[], str] | None = None,
+        serve: Callable[[], Endpoints] | None = None,
     ) -> None:
         self.home = home
         self.store = store
         self.coordinator = coordinator or Coordinator(store, hub)
         self.hub = self.coordinator.hub
         self.terraform = terraform
-        # Starts (once) the server agents talk to and returns its URL; None: no agents.
+        # Starts (once) the server agents talk to and returns its addresses; None: no agents.
         self.serve = serve
-        self.server_url = ""
+        self.endpoints = Endpoints("", "")
 
     def run_dir(self, run_id: str) -> Path:
         return self.home / "runs" / run_id
@@ -134,8 +146,8 @@ class RunManager:
         """
         with self.lock(run_id, "deploy"):
             if self.serve is not None:
-                self.server_url = self.serve()
-                write_atomic(server_file(self.run_dir(run_id)), self.server_url + "\n")
+                self.endpoints = self.serve()
+                write_atomic(server_file(self.run_dir(run_id)), self.endpoints.local + "\n")
             return self._drive(run_id)
 
     def _drive(self, run_id: str) -> str:
@@ -147,23 +159,42 @@ class RunManager:
                     self.coordinator.set_state(run_id, "Provisioning", expect="Initializing")
                 self._apply_all(run_id)
                 self.store.set_checkpoint(run_id, "applied")
-            for state in BARRIER_STATES:
-                run = self.store.get_run(run_id)
-                assert run is not None
-                if run.abort_message is not None or run.state not in _ON_THE_WAY:
-                    break
-                if _ON_THE_WAY.index(state) < _ON_THE_WAY.index(run.state):
-                    continue
-                if run.state != state:
-                    self.coordinator.set_state(run_id, state, expect=run.state)
-                if not self._barrier(run_id, state, run.timeout_s):
-                    break
-            else:
-                self.coordinator.set_state(run_id, "Ready", expect="SendingReports")
+            # The clouds are applied: the Provisioning barrier may release once all voted.
+            # From here the barriers move the run themselves, in the votes' write path.
+            self.coordinator.arm(run_id, "Provisioning")
+            self._follow(run_id)
         except Exception as err:
             message = str(err) if isinstance(err, SlipstreamError) else f"internal error: {err!r}"
             self.coordinator.abort(run_id, message)
         return self._after(run_id)
+
+    def _follow(self, run_id: str) -> None:
+        """Wait while the run goes to Ready; abort it if it stays in one state too long."""
+        timeout_s = self._timeout(run_id)
+        while True:
+            state, abort = self.coordinator.refresh(run_id)
+            if abort is not None or state not in _ON_THE_WAY:
+                return
+            deadline = self.coordinator.cache(run_id).state_since + timeout_s
+            left = deadline - time.time()
+            if left <= 0:
+                self.coordinator.abort(run_id, self._timeout_message(run_id, state, timeout_s))
+                return
+            self.coordinator.wait_change(run_id, state, min(POLL_S, left))
+
+    def _timeout(self, run_id: str) -> int:
+        run = self.store.get_run(run_id)
+        assert run is not None
+        return run.timeout_s
+
+    def _timeout_message(self, run_id: str, state: str, timeout_s: float) -> str:
+        missing = self.coordinator.expected(run_id) - self.coordinator.voters(run_id, state)
+        waits = self.hub.waits_of(run_id)
+        who = "; ".join(
+            f"{i}" + (f" (waiting for {', '.join(waits[i])})" if i in waits else "")
+            for i in sorted(missing)
+        )
+        return f"timeout: run stayed in {state} longer than {timeout_s:g}s; not voted: {who}"
 
     def _after(self, run_id: str) -> str:
         """What ``keep_running`` and the abort flag decide once the run stopped moving."""
@@ -181,35 +212,6 @@ class RunManager:
         final = self.store.get_run(run_id)
         assert final is not None
         return final.state
-
-    def _barrier(self, run_id: str, state: str, timeout_s: int) -> bool:
-        expected = set(instance_names(self.coordinator.spec(run_id)))
-        run = self.store.get_run(run_id)
-        assert run is not None
-        deadline = run.state_since + timeout_s
-        while True:
-            missing = self.coordinator.wait_votes(run_id, state, expected, POLL_S)
-            if missing:
-                # Votes can only reach the store through this process's server; re-reading
-                # once a second is the safety net, not the path.
-                missing = expected - self.coordinator.refresh_voters(run_id, state)
-            run = self.store.get_run(run_id)
-            assert run is not None
-            if run.abort_message is not None:
-                return False
-            if not missing:
-                return True
-            if time.time() > deadline:
-                waits = self.hub.waits_of(run_id)
-                who = "; ".join(
-                    f"{i}" + (f" (waiting for {', '.join(waits[i])})" if i in waits else "")
-                    for i in sorted(missing)
-                )
-                self.coordinator.abort(
-                    run_id,
-                    f"timeout: run stayed in {state} longer than {timeout_s}s; not voted: {who}",
-                )
-                return False
 
     # -- Terraform --------------------------------------------------------------------
 
@@ -229,7 +231,7 @@ class RunManager:
             for inst in self.store.instances(run_id):
                 path = token_file(self.home, run_id, inst["name"])
                 tokens[inst["name"]] = path.read_text(encoding="utf-8").strip()
-            variables.update({"server_url": self.server_url, "agent_tokens": tokens})
+            variables.update({"server_url": self.endpoints.remote, "agent_tokens": tokens})
             if cloud_type == "ssh":
                 variables["agent_path"] = str(AGENT_FILE)
         return variables
@@ -289,7 +291,7 @@ class RunManager:
                 _, pending = wait(futures, timeout=POLL_S)
                 if not pending:
                     break
-                if step == "apply" and self.coordinator.flags(run_id)[1] is not None:
+                if step == "apply" and self.coordinator.refresh(run_id)[1] is not None:
                     for runner in runners.values():
                         runner.cancel()
         except BaseException:

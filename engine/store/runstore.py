@@ -454,9 +454,11 @@ class RunStore:
 
     # -- events and reports -----------------------------------------------------------
 
-    def add_event(
+    def put_event(
         self, run_id: str, kind: str, message: str, data: Mapping[str, Any] | None = None
-    ) -> int:
+    ) -> Future[int]:
+        """Queue one line of the run's log; the future gives its id once committed
+        (safe to call from an ``after`` callback: it does not wait)."""
         args = (run_id, time.time(), kind, message, json.dumps(dict(data or {}), sort_keys=True))
 
         def write(conn: Connection) -> int:
@@ -467,7 +469,12 @@ class RunStore:
             ).fetchone()
             return int(row[0])
 
-        return self._write(write)
+        return self._group.submit_nowait(write)
+
+    def add_event(
+        self, run_id: str, kind: str, message: str, data: Mapping[str, Any] | None = None
+    ) -> int:
+        return self._group.wait(lambda: self.put_event(run_id, kind, message, data))
 
     def events(self, run_id: str, after: int = 0, limit: int = 1000) -> list[Event]:
         rows = self.database.fetch_all(

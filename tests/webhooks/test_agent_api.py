@@ -1,10 +1,10 @@
 """The agent (coordination) HTTP API of webhooks/agent_api.py (DESIGN.md §4, §5, §11).
 
 Two runs of the `webapp` deployment (db ×1, web ×2, lb ×1) live in one SQLite store served
-by a real :class:`EmbeddedServer` on 127.0.0.1. Every refused request is checked for its
-exact status code *and* for leaving the store untouched (parameters, abort flag, votes,
-events, reports of both runs). The refusal tests run both over real HTTP and through the
-Flask test client; the long-poll tests run over real HTTP only.
+by a real :class:`HttpServer`, on 127.0.0.1 and on a Unix socket. Every refused request is
+checked for its exact status code *and* for leaving the store untouched (parameters,
+abort flag, votes, events, reports of both runs). The refusal tests run over both
+listeners; the long-poll tests over TCP.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import http.client
 import json
+import socket
 import stat
 import threading
 import time
@@ -22,7 +23,6 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import pytest
-from flask import Flask
 
 import webhooks.agent_api as agent_api
 from engine.coordination.coordinator import STATES, Coordinator, token_hash
@@ -35,7 +35,7 @@ from engine.runs.manager import RunManager
 from engine.store.runstore import RunStore
 from engine.terraform.binary import TerraformExe
 from webhooks.app import create_app
-from webhooks.server import EmbeddedServer
+from webhooks.server import HttpServer
 
 PREFIX = "/agent/v1/runs/"
 INSTANCES = ("db.1", "lb.1", "web.1", "web.2")
@@ -54,8 +54,8 @@ class Env:
     hub: Hub
     manager: RunManager
     coordinator: Coordinator
-    app: Flask
-    server: EmbeddedServer
+    app: Any
+    server: HttpServer
     deployment: Deployment
     clouds: CloudsConfig
 
@@ -88,7 +88,9 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     manager = RunManager(home, store, hub, TerraformExe(["false"], "env"))
     coordinator = manager.coordinator
     app = create_app(home, coordinator)
-    server = EmbeddedServer(app)
+    server = HttpServer(
+        app, unix=home / "sockets" / "agent.sock", tcp=("127.0.0.1", 0), on_loop=hub.attach
+    ).start()
     clouds = CloudsConfig.default()
     deployment = RecipeLoader(None, clouds).deployment("webapp", require_values=True)
     try:
@@ -119,8 +121,19 @@ def runs(env: Env) -> Runs:
 Call = Callable[..., Answer]
 
 
+class UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.path)
+
+
 def http_call(
-    server: EmbeddedServer,
+    server: HttpServer,
     method: str,
     path: str,
     *,
@@ -130,10 +143,15 @@ def http_call(
     data: bytes | None = None,
     chunked: bool = False,
     timeout: float = 15.0,
+    unix: bool = False,
 ) -> Answer:
-    """One request over a real socket to the embedded server."""
-    parts = urlsplit(server.url)
-    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=timeout)
+    """One request over a real socket to the server (TCP, or its Unix socket)."""
+    conn: http.client.HTTPConnection
+    if unix:
+        conn = UnixHTTPConnection(server.unix_url[len("unix:") :], timeout)
+    else:
+        parts = urlsplit(server.tcp_url)
+        conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=timeout)
     sent = dict(headers or {})
     if token is not None:
         sent["Authorization"] = f"Bearer {token}"
@@ -147,39 +165,16 @@ def http_call(
         else:
             conn.request(method, path, body=data, headers=sent)
         response = conn.getresponse()
-        return Answer(response.status, response.read(), dict(response.getheaders()))
+        headers = {k.lower(): v for k, v in response.getheaders()}
+        return Answer(response.status, response.read(), headers)
     finally:
         conn.close()
 
 
-def flask_call(
-    app: Flask,
-    method: str,
-    path: str,
-    *,
-    token: str | None = None,
-    headers: dict[str, str] | None = None,
-    body: Any = None,
-    data: bytes | None = None,
-    chunked: bool = False,
-    timeout: float = 15.0,
-) -> Answer:
-    """The same request through Flask's test client (no socket)."""
-    sent = dict(headers or {})
-    if token is not None:
-        sent["Authorization"] = f"Bearer {token}"
-    if body is not None:
-        data = json.dumps(body).encode("utf-8")
-        sent.setdefault("Content-Type", "application/json")
-    response = app.test_client().open(path, method=method, headers=sent, data=data)
-    return Answer(response.status_code, response.get_data(), dict(response.headers))
-
-
-@pytest.fixture(params=["http", "flask"])
+@pytest.fixture(params=["tcp", "unix"])
 def call(request: pytest.FixtureRequest, env: Env) -> Call:
-    if request.param == "http":
-        return lambda *a, **k: http_call(env.server, *a, **k)
-    return lambda *a, **k: flask_call(env.app, *a, **k)
+    unix = request.param == "unix"
+    return lambda *a, **k: http_call(env.server, *a, unix=unix, **k)
 
 
 @pytest.fixture
@@ -248,7 +243,7 @@ def test_agent_file_served_without_authentication(env: Env, net: Call) -> None:
     assert answer.status == 200
     assert answer.raw == agent_api.AGENT_FILE.read_bytes()
     assert answer.raw.startswith(b"#!") or b"def main" in answer.raw
-    assert answer.headers.get("Content-Type", "").startswith("text/x-python")
+    assert answer.headers.get("content-type", "").startswith("text/x-python")
 
 
 def test_agent_file_ignores_a_bad_token(call: Call) -> None:
@@ -848,6 +843,7 @@ def test_vote_bad_state_is_400(env: Env, runs: Runs, call: Call, body: Any) -> N
 
 def test_vote_is_recorded(env: Env, runs: Runs, call: Call) -> None:
     a, tok = runs.a, runs.tokens[runs.a]
+    env.coordinator.set_state(a, "Provisioning")
     for name in ("web.1", "db.1"):
         answer = call("POST", url(a, "/votes"), token=tok[name], body={"state": "Provisioning"})
         assert answer.status == 200 and answer.json == {"ok": True}
@@ -859,7 +855,7 @@ def test_vote_is_recorded(env: Env, runs: Runs, call: Call) -> None:
     assert env.store.voters(a, "Provisioning") == {"web.1", "db.1"}
     assert env.store.voters(a, "Executing") == set()
     assert env.store.voters(runs.b, "Provisioning") == set()
-    missing = env.coordinator.wait_votes(a, "Provisioning", set(INSTANCES), 0)
+    missing = set(INSTANCES) - env.coordinator.voters(a, "Provisioning")
     assert missing == {"lb.1", "web.2"}
 
 
@@ -904,6 +900,7 @@ def test_report_over_the_cap_is_400_and_nothing_written(
 def test_store_never_holds_a_raw_token(env: Env, runs: Runs, net: Call) -> None:
     # Some traffic first, so the WAL and the event log have content.
     for run in (runs.a, runs.b):
+        env.coordinator.set_state(run, "Executing")
         for token in runs.tokens[run].values():
             assert net("GET", url(run, pkey("id")), token=token).status == 200
             assert (
@@ -935,3 +932,19 @@ def test_store_never_holds_a_raw_token(env: Env, runs: Runs, net: Call) -> None:
             assert stat.S_IMODE(path.stat().st_mode) == 0o600
     tokens = [t for run in runs.tokens.values() for t in run.values()]
     assert len(set(tokens)) == len(tokens)
+
+
+def test_a_vote_for_a_state_the_run_has_not_reached_is_refused(
+    env: Env, runs: Runs, call: Call
+) -> None:
+    a, tok = runs.a, runs.tokens[runs.a]["web.1"]
+    env.coordinator.set_state(a, "Provisioning")
+    before = snapshot(env, runs)
+    answer = call("POST", url(a, "/votes"), token=tok, body={"state": "Executing"})
+    assert answer.status == 400, answer.raw
+    assert answer.json == {"error": "cannot vote Executing: the run is in Provisioning"}
+    assert snapshot(env, runs) == before
+    # The current state, and an earlier one (a replay after a restart), are accepted.
+    env.coordinator.set_state(a, "Executing")
+    for state in ("Executing", "Provisioning"):
+        assert call("POST", url(a, "/votes"), token=tok, body={"state": state}).status == 200
