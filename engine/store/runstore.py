@@ -35,7 +35,7 @@ from engine.store.groupcommit import GroupWriter, Refused
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest migration's revision; tests check it matches engine/store/migrations/versions.
-HEAD_REVISION = "0001"
+HEAD_REVISION = "0002"
 # States in which a fenced write is refused, besides any state of an aborted run.
 FENCED_STATES = ("Done", "Aborted", "Cancelled")
 T = TypeVar("T")
@@ -51,6 +51,10 @@ class NewRun:
     keep_running: str
     timeout_s: int
     spec: str
+    # Where the run came from (repository, commit, declaration, trigger), as JSON text.
+    origin: str = "{}"
+    # "" (no approval needed), "pending", "approved" or "rejected".
+    approval: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +84,20 @@ class RunRecord:
     spec: str
     checkpoint: str
     error: str | None
+    origin: str = "{}"
+    approval: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RunFilter:
+    """Which runs a listing wants: by state, deployment and owner, newest first, paged by
+    ``before`` (the ``created_at`` of the last run of the previous page)."""
+
+    states: tuple[str, ...] = ()
+    deployment: str | None = None
+    users: tuple[str, ...] | None = None  # None: every user's
+    before: float | None = None
+    limit: int = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,10 +143,11 @@ class Fenced(Refused, SlipstreamError):
 # "user" is a reserved word in PostgreSQL.
 _RUN_COLUMNS = (
     'id, deployment, "user", state, state_since, created_at, updated_at, abort_message, '
-    "cancelled, keep_running, timeout_s, spec, checkpoint, error"
+    "cancelled, keep_running, timeout_s, spec, checkpoint, error, origin, approval"
 )
 _INSERT_RUN = (
-    f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, '', NULL)"
+    f"INSERT INTO runs ({_RUN_COLUMNS})"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, '', NULL, ?, ?)"
 )
 _INSERT_INSTANCE = (
     "INSERT INTO instances (run_id, name, node, idx, cloud, token_hash, removed)"
@@ -227,6 +246,7 @@ class RunStore:
         now = time.time()
         run_row: tuple[object, ...] = (run.id, run.deployment, run.user, "Initializing")
         run_row += (now, now, now, False, run.keep_running, run.timeout_s, run.spec)
+        run_row += (run.origin, run.approval)
         instance_rows = [
             (run.id, i.name, i.node, i.idx, i.cloud, i.token_hash, False) for i in new_instances
         ]
@@ -248,11 +268,49 @@ class RunStore:
         row = self.database.fetch_one(_FLAGS, (run_id,))
         return (str(row[0]), row[1]) if row else None
 
-    def list_runs(self, limit: int = 100) -> list[RunRecord]:
+    def list_runs(self, limit: int = 100, where: RunFilter | None = None) -> list[RunRecord]:
+        """Runs, newest first (``where`` filters and pages them; its limit wins)."""
+        where = where or RunFilter(limit=limit)
+        clauses: list[str] = []
+        args: list[object] = []
+        if where.states:
+            clauses.append(f"state IN ({', '.join('?' * len(where.states))})")
+            args.extend(where.states)
+        if where.deployment is not None:
+            clauses.append("deployment = ?")
+            args.append(where.deployment)
+        if where.users is not None:
+            if not where.users:
+                return []
+            clauses.append(f'"user" IN ({", ".join("?" * len(where.users))})')
+            args.extend(where.users)
+        if where.before is not None:
+            clauses.append("created_at < ?")
+            args.append(where.before)
+        sql = f"SELECT {_RUN_COLUMNS} FROM runs"
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
         rows = self.database.fetch_all(
-            f"SELECT {_RUN_COLUMNS} FROM runs ORDER BY created_at DESC LIMIT ?", (limit,)
+            sql + " ORDER BY created_at DESC, id DESC LIMIT ?", (*args, where.limit)
         )
         return [_run_record(row) for row in rows]
+
+    def set_approval(self, run_id: str, approval: str, expect: str | None = None) -> bool:
+        """Record a decision on a held run (only from ``expect`` when given)."""
+        sql = "UPDATE runs SET approval = ?, updated_at = ? WHERE id = ?"
+        args: tuple[object, ...] = (approval, time.time(), run_id)
+        if expect is not None:
+            sql += " AND approval = ?"
+            args += (expect,)
+        return self._write(lambda conn: conn.execute(sql, args).rowcount > 0)
+
+    def write(self, write: Callable[[Connection], T]) -> T:
+        """Run ``write(conn)`` in the writer's transaction (for the account store)."""
+        return self._write(write)
+
+    def write_later(self, write: Callable[[Connection], T]) -> Future[T]:
+        """Queue ``write(conn)`` without waiting for it."""
+        return self._group.submit_nowait(write)
 
     def move_state(
         self,
