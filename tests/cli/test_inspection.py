@@ -97,3 +97,17 @@ def test_unknown_run_is_exit_1(home: Path, command: str) -> None:
     assert result.exit_code == 1
     assert result.stderr == f"{command}: unknown run `nope`\n"
     assert result.stdout == ""
+
+
+
+@pytest.mark.parametrize(
+    ("command", "code", "stdout"),
+    [(["list"], 0, ""), (["list", "--json"], 0, "[]\n"), (["status", "r1"], 1, "")],
+)
+def test_reading_where_nothing_was_deployed_creates_nothing(
+    tmp_path: Path, command: list[str], code: int, stdout: str
+) -> None:
+    home = tmp_path / "nowhere"
+    result = run(home, *command)
+    assert (result.exit_code, result.stdout) == (code, stdout)
+    assert not home.exists()
