@@ -93,3 +93,11 @@ def test_list_without_a_home_opens_no_store_and_creates_nothing(tmp_path: Path) 
     modules = cli_imports(home, "list")
     assert among(modules, (*NOT_FOR_LIST, "sqlalchemy", "engine.store")) == []
     assert not home.exists()
+
+
+def test_the_interpreter_starts_without_an_import_hook_for_this_project(tmp_path: Path) -> None:
+    # setuptools' editable finder cost every process ~20 ms; pyproject.toml's package-dir
+    # makes the editable install a plain path entry instead.
+    modules = imported(tmp_path, "-c", "pass")
+    assert "site" in modules
+    assert [m for m in modules if m.startswith("__editable__")] == []
