@@ -16,10 +16,33 @@ from __future__ import annotations
 
 import signal
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
 from engine.cli import inspection, recipes, runs
+
+
+def _unset_help_is_false(option: Any) -> Any:
+    # Typer (0.2x) coerces a value that was not given (None) through a pydantic adapter,
+    # and every call processes the help option: a bool default skips that, and importing
+    # pydantic (~0.1 s) when no command argument needs it.
+    if option is not None:
+        option.default = False
+    return option
+
+
+class _Group(TyperGroup):
+    def get_help_option(self, ctx: Any) -> Any:
+        return _unset_help_is_false(super().get_help_option(ctx))
+
+
+class _Command(TyperCommand):
+    def get_help_option(self, ctx: Any) -> Any:
+        return _unset_help_is_false(super().get_help_option(ctx))
+
 
 app = typer.Typer(
     name="slipstream",
@@ -27,19 +50,23 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=_Group,
 )
 
-# In this order in --help.
-app.command()(recipes.validate)
-app.command("compile")(recipes.compile_cmd)
-app.command()(runs.deploy)
-app.command()(runs.resume)
-app.command()(runs.destroy)
-app.command()(inspection.status)
-app.command("list")(inspection.list_cmd)
-app.command()(inspection.params)
-app.command()(inspection.logs)
-app.command()(recipes.schema)
+COMMANDS: list[tuple[str, Callable[..., None]]] = [  # in this order in --help
+    ("validate", recipes.validate),
+    ("compile", recipes.compile_cmd),
+    ("deploy", runs.deploy),
+    ("resume", runs.resume),
+    ("destroy", runs.destroy),
+    ("status", inspection.status),
+    ("list", inspection.list_cmd),
+    ("params", inspection.params),
+    ("logs", inspection.logs),
+    ("schema", recipes.schema),
+]
+for name, function in COMMANDS:
+    app.command(name, cls=_Command)(function)
 
 
 def _interrupted(signum: int, frame: object) -> None:

@@ -99,7 +99,6 @@ def test_unknown_run_is_exit_1(home: Path, command: str) -> None:
     assert result.stdout == ""
 
 
-
 @pytest.mark.parametrize(
     ("command", "code", "stdout"),
     [(["list"], 0, ""), (["list", "--json"], 0, "[]\n"), (["status", "r1"], 1, "")],
