@@ -4,9 +4,10 @@ beside the target (0.25 s) and the machine's load average.
 Measured, each in a fresh process (the console script of this Python's environment, or
 ``python -m engine.cli.app`` when there is none): ``slipstream --help``, ``slipstream list``
 on an empty service home (a store with no runs) and on one with 50 runs, and
-``slipstream status RUN``. The homes are made through the service's store API; one
-unmeasured run of each command first warms the file cache. The load average is printed
-before and after, because other processes on the machine slow every run.
+``slipstream status RUN``; then, for reference, ``slipstream list`` where there is no home
+yet (the command line without the store). The homes are made through the service's store
+API; one unmeasured run of each command first warms the file cache. The load average is
+printed before and after, because other processes on the machine slow every run.
 
 Run: ``python bench/cli.py [runs]`` (default 9 runs of each command).
 """
@@ -90,6 +91,7 @@ def main() -> None:
             ("slipstream list (empty home)", [*cli, "list"], empty),
             ("slipstream list (50 runs)", [*cli, "list"], full),
             ("slipstream status RUN", [*cli, "status", run_id], full),
+            ("slipstream list (no home yet)", [*cli, "list"], Path(tmp, "nowhere")),
         ]
         print(f"command: {' '.join(cli)}; median of {runs} runs; target {TARGET_S:.2f} s")
         print("load average (1, 5, 15 min) before: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
