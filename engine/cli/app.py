@@ -26,9 +26,9 @@ from engine.cli import inspection, recipes, runs
 
 
 def _unset_help_is_false(option: Any) -> Any:
-    # Typer (0.2x) coerces a value that was not given (None) through a pydantic adapter,
-    # and every call processes the help option: a bool default skips that, and importing
-    # pydantic (~0.1 s) when no command argument needs it.
+    # Typer (0.2x) runs every value that is not already a bool through a pydantic adapter,
+    # and the help option, processed on every call, is None when not given: defaulting it
+    # to False spares the commands with flags only (list, schema) importing pydantic (0.1 s).
     if option is not None:
         option.default = False
     return option
@@ -74,7 +74,10 @@ def _interrupted(signum: int, frame: object) -> None:
 
 
 def main() -> None:
-    """Entry point of the ``slipstream`` console script."""
+    """Entry point of the ``slipstream`` console script (and of ``python -m engine.cli.app``).
+
+    Example: ``slipstream list --json``; exits 130 when interrupted (Ctrl-C, SIGTERM).
+    """
     # A CI cancel or a service manager stops us with SIGTERM: handle it like Ctrl-C, so
     # running Terraform commands are cancelled instead of orphaned.
     signal.signal(signal.SIGTERM, _interrupted)
