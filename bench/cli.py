@@ -7,7 +7,8 @@ on an empty service home (a store with no runs) and on one with 50 runs, and
 ``slipstream status RUN``; then, for reference, ``slipstream list`` where there is no home
 yet (the command line without the store). The homes are made through the service's store
 API; one unmeasured run of each command first warms the file cache. The load average is
-printed before and after, because other processes on the machine slow every run.
+printed before and after, because other processes on the machine slow every run; the CPU
+time the command used (user + system) is printed beside, being less sensitive to them.
 
 Run: ``python bench/cli.py [runs]`` (default 9 runs of each command).
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -63,20 +65,26 @@ def command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "engine.cli.app"]
 
 
-def median_s(argv: list[str], home: Path, runs: int) -> float:
-    """Median seconds of ``runs`` runs of ``argv`` (after one warm-up run)."""
+def children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def median_s(argv: list[str], home: Path, runs: int) -> tuple[float, float]:
+    """Median wall and CPU seconds of ``runs`` runs of ``argv`` (after one warm-up run)."""
     env = dict(os.environ, SLIPSTREAM_HOME=str(home), SLIPSTREAM_USER="bench")
     env.pop("SLIPSTREAM_DATABASE_URL", None)
-    times = []
+    walls, cpus = [], []
     for n in range(runs + 1):
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), children_cpu_s()
         done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
-        elapsed = time.perf_counter() - start
+        elapsed, used = time.perf_counter() - start, children_cpu_s() - cpu
         if done.returncode != 0:
             raise SystemExit(f"{' '.join(argv)} exited {done.returncode}:\n{done.stderr}")
         if n:
-            times.append(elapsed)
-    return statistics.median(times)
+            walls.append(elapsed)
+            cpus.append(used)
+    return statistics.median(walls), statistics.median(cpus)
 
 
 def main() -> None:
@@ -96,9 +104,9 @@ def main() -> None:
         print(f"command: {' '.join(cli)}; median of {runs} runs; target {TARGET_S:.2f} s")
         print("load average (1, 5, 15 min) before: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
         for label, argv, home in cases:
-            seconds = median_s(argv, home, runs)
-            verdict = "PASS" if seconds < TARGET_S else "FAIL"
-            print(f"  {label:<30} {seconds:6.3f} s  {verdict}", flush=True)
+            wall, cpu = median_s(argv, home, runs)
+            verdict = "PASS" if wall < TARGET_S else "FAIL"
+            print(f"  {label:<30} {wall:6.3f} s  {verdict}  (CPU {cpu:.3f} s)", flush=True)
         print("load average (1, 5, 15 min) after:  {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
 
 
