@@ -5,10 +5,11 @@ Measured, each in a fresh process (the console script of this Python's environme
 ``python -m engine.cli.app`` when there is none): ``slipstream --help``, ``slipstream list``
 on an empty service home (a store with no runs) and on one with 50 runs, and
 ``slipstream status RUN``; then, for reference, ``slipstream list`` where there is no home
-yet (the command line without the store). The homes are made through the service's store
-API; one unmeasured run of each command first warms the file cache. The load average is
-printed before and after, because other processes on the machine slow every run; the CPU
-time the command used (user + system) is printed beside, being less sensitive to them.
+yet (the command line without the store) and ``python -c pass`` (the interpreter's own
+start). The homes are made through the service's store API; one unmeasured run of each
+command first warms the file cache. The load average is printed before and after, because
+other processes on the machine slow every run. The CPU time each command used (user +
+system) is printed beside its wall time: when they are close, it waited on nothing else.
 
 Run: ``python bench/cli.py [runs]`` (default 9 runs of each command).
 """
@@ -100,6 +101,7 @@ def main() -> None:
             ("slipstream list (50 runs)", [*cli, "list"], full),
             ("slipstream status RUN", [*cli, "status", run_id], full),
             ("slipstream list (no home yet)", [*cli, "list"], Path(tmp, "nowhere")),
+            ("python -c pass", [sys.executable, "-c", "pass"], empty),
         ]
         print(f"command: {' '.join(cli)}; median of {runs} runs; target {TARGET_S:.2f} s")
         print("load average (1, 5, 15 min) before: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
