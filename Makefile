@@ -24,6 +24,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 bench: $(STAMP)
+	$(BIN)/python bench/cli.py
 	$(BIN)/python bench/compile.py
 	$(BIN)/python bench/coordination.py
 	$(BIN)/python bench/deploy.py

@@ -17,20 +17,22 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from engine.compile.runspec import sensitive_keys
 from engine.coordination.coordinator import Coordinator
 from engine.coordination.hub import Hub
-from engine.recipes.clouds import CloudsConfig, load_home_clouds
-from engine.recipes.loader import RecipeLoader
-from engine.recipes.overrides import Overrides
-from engine.runs.manager import Endpoints, RunManager, masked_params, run_summary
 from engine.store.runstore import Event, RunRecord, RunStore
-from engine.terraform.binary import find_terraform
+
+# Recipes (PyYAML, jsonschema), the compiler, the run manager and Terraform are imported by
+# the calls that need them: listing runs must not pay for deploying them (a CLI start).
+if TYPE_CHECKING:
+    from engine.recipes.clouds import CloudsConfig
+    from engine.recipes.overrides import Overrides
+    from engine.runs.endpoints import Endpoints
+    from engine.runs.manager import RunManager
 
 # Given the coordinator, starts serving agents; returns (their addresses, stop function).
-Serve = Callable[[Coordinator], tuple[Endpoints, Callable[[], None]]]
+Serve = Callable[[Coordinator], "tuple[Endpoints, Callable[[], None]]"]
 
 
 class Service:
@@ -50,11 +52,16 @@ class Service:
         self._manager: RunManager | None = None
 
     def clouds(self) -> CloudsConfig:
+        from engine.recipes.clouds import load_home_clouds
+
         return load_home_clouds(self.home, self.clouds_path)
 
     def manager(self) -> RunManager:
         """The run manager; the agent server starts when a run is first driven."""
         if self._manager is None:
+            from engine.runs.manager import RunManager
+            from engine.terraform.binary import find_terraform
+
             self._manager = RunManager(
                 self.home,
                 self.store,
@@ -84,6 +91,8 @@ class Service:
         root: Path | None = None,
     ) -> str:
         """Check and compile a deployment, store the run; :meth:`drive` then runs it."""
+        from engine.recipes.loader import RecipeLoader
+
         config = self.clouds()
         dep = RecipeLoader(root, config).deployment(ref, overrides, require_values=True)
         return self.manager().create(dep, config, user)
@@ -97,6 +106,9 @@ class Service:
 
     def get_run(self, user: str, run_id: str) -> dict[str, Any]:
         """The run's document (see :func:`engine.runs.manager.run_summary`)."""
+        from engine.compile.runspec import sensitive_keys
+        from engine.runs.manager import run_summary
+
         return run_summary(self.store, run_id, sensitive_keys(self.coordinator.spec(run_id)))
 
     def list_runs(self, user: str) -> list[RunRecord]:
@@ -106,4 +118,7 @@ class Service:
         return self.store.events(run_id, after)
 
     def params(self, user: str, run_id: str) -> dict[str, str]:
+        from engine.compile.runspec import sensitive_keys
+        from engine.runs.manager import masked_params
+
         return masked_params(self.store, run_id, sensitive_keys(self.coordinator.spec(run_id)))

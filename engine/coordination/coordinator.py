@@ -302,7 +302,8 @@ class Coordinator:
                 with cache.lock:
                     cache.advancing = None
 
-        return self.store.move_state(run_id, state, expect=expect, after=moved)
+        event = ("state", f"run entered {state}", {"state": state})
+        return self.store.move_state(run_id, state, expect=expect, after=moved, event=event)
 
     def _entered(self, run_id: str, cache: RunCache, state: str) -> None:
         with cache.lock:
@@ -312,7 +313,6 @@ class Coordinator:
             cache.advancing = None
             if state in NEXT_STATE and state not in ARMED_BY_ENGINE:
                 cache.armed.add(state)
-        self.store.put_event(run_id, "state", f"run entered {state}", {"state": state})
         self.hub.notify(run_id, "ss:state", payload=param_doc("ss:state", state))
         self.hub.notify(run_id, STATE_WATCH, payload=state_doc(state, cache.abort))
         self._advance(run_id, cache)
@@ -324,13 +324,14 @@ class Coordinator:
         def aborted(raised: bool) -> None:
             if raised:
                 cache.abort = message
-                self.store.put_event(run_id, "abort", message)
             elif cache.abort is None:  # raised earlier, by another process: the first wins
                 cache.abort = (self.store.run_flags(run_id) or ("", message))[1] or message
             cache.values["ss:abort"] = cache.abort
             self.hub.notify_run(run_id)
 
-        return self.store.put_abort(run_id, message, cancelled=cancel, after=aborted)
+        return self.store.put_abort(
+            run_id, message, cancelled=cancel, after=aborted, event=("abort", message, {})
+        )
 
     # -- the engine's side (from its own threads) -------------------------------------
 

@@ -24,7 +24,6 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +37,7 @@ from engine.errors import SlipstreamError, StateLocked
 from engine.files import write_atomic
 from engine.recipes.clouds import CloudsConfig
 from engine.recipes.model import Deployment
+from engine.runs.endpoints import Endpoints
 from engine.runs.launcher import server_file, token_file
 from engine.runs.locks import RunLock
 from engine.store.runstore import NewInstance, NewRun, RunStore
@@ -53,16 +53,6 @@ CANCEL_WAIT_S = 300.0
 STATE_LOCK_WAIT_S = 300.0
 # States of a run still on its way to Ready, in order.
 _ON_THE_WAY = ("Initializing", "Provisioning", "Executing", "SendingReports")
-
-
-@dataclass(frozen=True)
-class Endpoints:
-    """Where agents reach the server driving a run: ``local`` for agents on this host
-    (``unix:/path``), ``remote`` for agents on other machines (``https://…``, or empty
-    when nothing listens for them)."""
-
-    local: str
-    remote: str
 
 
 class RunManager:

@@ -169,6 +169,15 @@ _ABORT = (
     " WHERE id = ? AND abort_message IS NULL"
 )
 _FLAGS = "SELECT state, abort_message FROM runs WHERE id = ?"
+_INSERT_EVENT = "INSERT INTO events (run_id, at, kind, message, data) VALUES (?, ?, ?, ?, ?)"
+# (kind, message, data) of an event written along with another change.
+LogLine = tuple[str, str, Mapping[str, Any]]
+
+
+def _event_row(run_id: str, at: float, line: LogLine) -> tuple[object, ...]:
+    return (run_id, at, line[0], line[1], json.dumps(dict(line[2]), sort_keys=True))
+
+
 _INSTANCE_COLUMNS = "run_id, name, node, idx, cloud, token_hash, removed"
 _REPORT_COLUMNS = "run_id, instance, path, size, at"
 
@@ -319,9 +328,11 @@ class RunStore:
         *,
         expect: str | None = None,
         after: Callable[[bool], object] | None = None,
+        event: LogLine | None = None,
     ) -> Future[bool]:
         """Move a run to ``state`` (only from ``expect`` when given) and set ``ss:state``;
-        the future says whether it moved. ``after(moved)`` runs once committed.
+        the future says whether it moved. ``after(moved)`` runs once committed; ``event``
+        is logged in the same transaction when it moved.
 
         >>> store = RunStore.open("sqlite://")
         >>> store.create_run(NewRun("r1", "webapp", "alice", "on-success", 60, "{}"), [], {})
@@ -339,6 +350,8 @@ class RunStore:
             moved = conn.execute(sql, args).rowcount > 0
             if moved:
                 conn.execute(_UPSERT_PARAM, (run_id, "ss:state", state, now))
+                if event is not None:
+                    conn.execute(_INSERT_EVENT, _event_row(run_id, now, event))
             return moved
 
         return self._group.submit_nowait(write, after)
@@ -353,9 +366,11 @@ class RunStore:
         message: str,
         cancelled: bool = False,
         after: Callable[[bool], object] | None = None,
+        event: LogLine | None = None,
     ) -> Future[bool]:
         """Raise the abort flag and set ``ss:abort``; the first message wins. The future
-        says whether this call raised it; ``after(raised)`` runs once committed.
+        says whether this call raised it; ``after(raised)`` runs once committed; ``event``
+        is logged in the same transaction when it raised the flag.
 
         >>> store = RunStore.open("sqlite://")
         >>> store.create_run(NewRun("r1", "webapp", "alice", "on-success", 60, "{}"), [], {})
@@ -368,6 +383,8 @@ class RunStore:
             raised = conn.execute(_ABORT, (message, cancelled, now, run_id)).rowcount > 0
             if raised:
                 conn.execute(_UPSERT_PARAM, (run_id, "ss:abort", message, now))
+                if event is not None:
+                    conn.execute(_INSERT_EVENT, _event_row(run_id, now, event))
             return raised
 
         return self._group.submit_nowait(write, after)
@@ -520,11 +537,7 @@ class RunStore:
         args = (run_id, time.time(), kind, message, json.dumps(dict(data or {}), sort_keys=True))
 
         def write(conn: Connection) -> int:
-            row = conn.execute(
-                "INSERT INTO events (run_id, at, kind, message, data)"
-                " VALUES (?, ?, ?, ?, ?) RETURNING id",
-                args,
-            ).fetchone()
+            row = conn.execute(_INSERT_EVENT + " RETURNING id", args).fetchone()
             return int(row[0])
 
         return self._group.submit_nowait(write)

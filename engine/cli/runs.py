@@ -1,0 +1,209 @@
+"""Commands that drive runs: ``deploy``, ``resume``, ``destroy``.
+
+This is where the CLI composes the engine: the service, with the HTTP server agents talk
+to (``webhooks``, imported only when a run is first driven). Everything heavy is imported
+when a command runs.
+
+Example:
+    $ slipstream deploy webapp --input greeting=hi --json
+    $ slipstream destroy 3f2a9c1e
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from engine.cli.options import (
+    CloudOpt,
+    CloudsOpt,
+    InputOpt,
+    JsonOpt,
+    MultiplicityOpt,
+    RootOpt,
+    deployment_root,
+    overrides,
+    service_home,
+    user,
+)
+from engine.cli.output import event_line, fail, print_json
+
+if TYPE_CHECKING:
+    from engine.coordination.coordinator import Coordinator
+    from engine.runs.endpoints import Endpoints
+    from engine.service import Service
+
+
+def driving_service(clouds: Path | None = None) -> Service:
+    """The service of this home, able to start the agents' HTTP server.
+
+    Example: ``driving_service().deploy("alice", "webapp")`` stores a run to drive.
+    """
+    from engine.service import Service
+
+    home = service_home()
+
+    def serve(coordinator: Coordinator) -> tuple[Endpoints, Callable[[], None]]:
+        # The CLI is the composition root: the only engine module that wires in HTTP.
+        from engine.runs.endpoints import Endpoints
+        from webhooks.app import create_app
+        from webhooks.server import HttpServer
+
+        server = HttpServer(
+            create_app(home, coordinator),
+            unix=home.resolve() / "sockets" / f"{os.getpid()}.sock",
+            tcp=("127.0.0.1", 0),
+            on_loop=coordinator.hub.attach,
+        ).start()
+
+        def stop() -> None:
+            coordinator.hub.close()  # long-polls answer now rather than being cut
+            server.stop()
+
+        return Endpoints(server.unix_url, server.tcp_url), stop
+
+    return Service(home, serve, clouds)
+
+
+class EventTail(threading.Thread):
+    """Prints a run's events to stderr while it is driven.
+
+    Example: ``tail = EventTail(service, run_id); tail.start()``; then ``tail.done.set()``
+    and a last ``tail.flush()`` once the run is over.
+    """
+
+    def __init__(self, service: Service, run_id: str) -> None:
+        super().__init__(daemon=True)
+        self.service, self.run_id, self.after = service, run_id, 0
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(0.5):
+            self.flush()
+
+    def flush(self) -> None:
+        for event in self.service.store.events(self.run_id, self.after):
+            self.after = event.id
+            typer.echo(event_line(event), err=True)
+
+
+def deploy(
+    deployment: Annotated[str, typer.Argument(help="deployment file, or its name")],
+    inputs: InputOpt = None,
+    cloud: CloudOpt = None,
+    multiplicity: MultiplicityOpt = None,
+    clouds: CloudsOpt = None,
+    root: RootOpt = None,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait",
+            help="return when the run is Ready or over (the embedded service always waits)",
+        ),
+    ] = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """Deploy: provision every cloud, run the coordination phase, stop at Ready (or Done)."""
+    from engine.errors import CloudError, RecipeInvalid
+
+    parsed = overrides(inputs, cloud, multiplicity)
+    service = driving_service(clouds)
+    try:
+        base = root or deployment_root(deployment)
+        run_id = service.deploy(user(), deployment, parsed, base)
+    except RecipeInvalid as err:
+        service.close()
+        fail(err.problems, as_json, "deploy")
+    except CloudError as err:
+        service.close()
+        typer.echo(f"deploy: {err}", err=True)
+        raise typer.Exit(1) from err
+    typer.echo(f"run {run_id}: deploying `{deployment}`", err=True)
+    drive_and_report(service, run_id, as_json)
+
+
+def drive_and_report(service: Service, run_id: str, as_json: bool) -> None:
+    """Drive a run to Ready or its end, printing events; exit 0 only for Ready or Done.
+
+    Example: ``drive_and_report(driving_service(), run_id, as_json=False)`` shows a live
+    table on a terminal (event lines otherwise), then ``run RUN: Ready`` and its URL.
+    """
+    from engine.errors import SlipstreamError
+
+    live = None
+    if sys.stderr.isatty() and not as_json:
+        from engine.cli.progress import LiveProgress
+
+        live = LiveProgress(service.store, run_id)
+    tail = EventTail(service, run_id)
+    if live is not None:
+        live.start()
+    elif not as_json:
+        tail.start()
+    try:
+        state = service.drive(run_id)
+    except SlipstreamError as err:
+        typer.echo(f"run {run_id}: {err}", err=True)
+        raise typer.Exit(1) from err
+    finally:
+        tail.done.set()
+        if live is not None:
+            live.finish()
+        elif not as_json:
+            tail.flush()
+        service.close()
+    doc = service.get_run(user(), run_id)
+    if as_json:
+        print_json(doc)
+    else:
+        typer.echo(f"run {run_id}: {state}" + (f" — {doc['abort']}" if doc["abort"] else ""))
+        if doc.get("url"):
+            typer.echo(f"url: {doc['url']}")
+    raise typer.Exit(0 if state in ("Ready", "Done") else 1)
+
+
+def resume(
+    run_id: Annotated[str, typer.Argument(help="a run whose deploying process was killed")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Resume driving a run from its last checkpoint (no resource is created twice)."""
+    service = driving_service()
+    if service.store.get_run(run_id) is None:
+        service.close()
+        typer.echo(f"resume: unknown run `{run_id}`", err=True)
+        raise typer.Exit(1)
+    drive_and_report(service, run_id, as_json)
+
+
+def destroy(
+    run_id: Annotated[str, typer.Argument(help="the run to terminate")],
+    wait: Annotated[bool, typer.Option("--wait", help="return when resources are gone")] = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """Terminate a run: Ready → Finalizing → Done, or cancel a run still on its way."""
+    from engine.errors import SlipstreamError
+
+    service = driving_service()
+    if service.store.get_run(run_id) is None:
+        typer.echo(f"destroy: unknown run `{run_id}`", err=True)
+        raise typer.Exit(1)
+    try:
+        state = service.terminate(user(), run_id)
+    except SlipstreamError as err:
+        typer.echo(f"destroy: {err}", err=True)
+        raise typer.Exit(1) from err
+    finally:
+        service.close()
+    run = service.store.get_run(run_id)
+    destroyed = run is not None and run.checkpoint == "destroyed"
+    if as_json:
+        print_json({"id": run_id, "state": state, "destroyed": destroyed})
+    else:
+        typer.echo(f"run {run_id}: {state}" + ("" if destroyed else " (destroy failed: see logs)"))
+    raise typer.Exit(0 if destroyed else 1)

@@ -1,0 +1,112 @@
+"""The read commands (status, list, params, logs) on a service home made through the store:
+their text, their --json documents, and exit 1 for an unknown run."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from engine.cli.app import app
+from engine.service import Service
+from engine.store.runstore import NewInstance, NewRun
+
+SPEC = {
+    "nodes": {
+        "web": {"inputs": {}, "sensitive": [], "multiplicity": 1},
+        "db": {"inputs": {}, "sensitive": ["password"], "multiplicity": 1},
+    }
+}
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    """A home with run ``r1`` (Ready, two instances, a secret) and run ``r2`` (aborted)."""
+    home = tmp_path / "home"
+    store = Service(home, None).store
+    store.create_run(
+        NewRun("r1", "webapp", "alice", "always", 60, json.dumps(SPEC)),
+        [
+            NewInstance("web.1", "web", 1, "local", "h1"),
+            NewInstance("db.1", "db", 1, "local", "h2"),
+        ],
+        {"ss:url.service": "http://127.0.0.1:9/", "db.1:password": "hunter2"},
+    )
+    store.set_params("r1", {"web.1:statecustom": "serving", "db.1:hostname": "db"})
+    store.add_event("r1", "state", "Initializing → Ready", {"to": "Ready"})
+    store.set_state("r1", "Ready")
+    time.sleep(0.01)  # r2 is newer
+    store.create_run(NewRun("r2", "cluster", "bob", "never", 60, json.dumps(SPEC)), [], {})
+    store.set_abort("r2", "db.1: install failed")
+    return home
+
+
+def run(home: Path, *args: str) -> Result:
+    env = {"SLIPSTREAM_HOME": str(home), "SLIPSTREAM_USER": "tester"}
+    return CliRunner().invoke(app, list(args), env=env)
+
+
+def test_list_newest_first(home: Path) -> None:
+    result = run(home, "list")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == ["r2", "r1"]
+    assert lines[1].endswith("  webapp           Ready")
+    listed = json.loads(run(home, "list", "--json").stdout)
+    assert [(r["id"], r["deployment"], r["user"]) for r in listed] == [
+        ("r2", "cluster", "bob"),
+        ("r1", "webapp", "alice"),
+    ]
+    assert set(listed[0]) == {"id", "deployment", "state", "user", "created_at"}
+
+
+def test_status_text_and_json(home: Path) -> None:
+    result = run(home, "status", "r1")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "r1  webapp  Ready  http://127.0.0.1:9/\n  web.1: serving\n"
+    doc = json.loads(run(home, "status", "r1", "--json").stdout)
+    assert "events" not in doc
+    assert doc["params"]["db.1:password"] == "***"
+    assert (doc["state"], doc["url"], doc["abort"]) == ("Ready", "http://127.0.0.1:9/", None)
+    aborted = run(home, "status", "r2")
+    assert "abort: db.1: install failed\n" in aborted.stdout
+
+
+def test_params_are_masked(home: Path) -> None:
+    result = run(home, "params", "r1")
+    assert result.exit_code == 0, result.output
+    assert "db.1:password = ***\n" in result.stdout
+    assert "hunter2" not in result.stdout
+    assert json.loads(run(home, "params", "r1", "--json").stdout)["web.1:statecustom"] == "serving"
+
+
+def test_logs_text_and_json_lines(home: Path) -> None:
+    result = run(home, "logs", "r1")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0].endswith(" state     Initializing → Ready")
+    first = json.loads(run(home, "logs", "r1", "--json").stdout.splitlines()[0])
+    assert (first["kind"], first["data"]) == ("state", {"to": "Ready"})
+
+
+@pytest.mark.parametrize("command", ["status", "params", "logs", "resume", "destroy"])
+def test_unknown_run_is_exit_1(home: Path, command: str) -> None:
+    result = run(home, command, "nope")
+    assert result.exit_code == 1
+    assert result.stderr == f"{command}: unknown run `nope`\n"
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("command", "code", "stdout"),
+    [(["list"], 0, ""), (["list", "--json"], 0, "[]\n"), (["status", "r1"], 1, "")],
+)
+def test_reading_where_nothing_was_deployed_creates_nothing(
+    tmp_path: Path, command: list[str], code: int, stdout: str
+) -> None:
+    home = tmp_path / "nowhere"
+    result = run(home, *command)
+    assert (result.exit_code, result.stdout) == (code, stdout)
+    assert not home.exists()
