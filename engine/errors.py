@@ -156,3 +156,35 @@ class TerraformCancelled(TerraformError):
 
 class TerraformTimeout(TerraformError):
     """The command ran longer than the runner allows and was interrupted."""
+
+
+class NotFound(SlipstreamError):
+    """What was asked for does not exist (or is not visible to the one asking)."""
+
+
+class NotAuthenticated(SlipstreamError):
+    """A request carries no valid credentials: no token, an unknown, revoked or expired one."""
+
+
+class AccessDenied(SlipstreamError):
+    """The actor lacks a right; ``right`` and ``scope`` say which, and nothing changed.
+
+    Example:
+        >>> str(AccessDenied("bob", "deploy", "webapp"))
+        'bob lacks the `deploy` right on deployment `webapp`'
+    """
+
+    def __init__(self, actor: str, right: str, scope: str) -> None:
+        self.actor = actor
+        self.right = right
+        self.scope = scope
+        where = "every deployment" if scope == "*" else f"deployment `{scope}`"
+        if right == "admin":
+            super().__init__(f"{actor} is not an administrator")
+        else:
+            super().__init__(f"{actor} lacks the `{right}` right on {where}")
+
+
+class Conflict(SlipstreamError):
+    """The request does not fit the current state of things (a run not in Ready, a name
+    taken); nothing changed."""

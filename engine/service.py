@@ -1,27 +1,36 @@
 """The service facade: the one API every front door calls (CLI, REST, Git, Slack, notebooks).
 
-Each call carries the acting user. The embedded default keeps runs in SQLite under the
-service home and runs jobs in-process; the HTTP server agents talk to is injected by the
-composition root (the CLI), so the engine never imports a web framework.
+Each call carries its :class:`~engine.access.Actor`; a refusal names the missing right
+and changes nothing. Embedded (the CLI on its own), runs are driven by the calling process
+(:meth:`Service.drive`); resident (``slipstream serve``), they are jobs of the service's
+:class:`~engine.runs.jobs.JobRunner` and outlive any client. The HTTP server agents talk
+to is injected by the composition root (the CLI), so the engine imports no web framework.
 
 Example (not run as a doctest: it deploys)::
 
         service = Service(Path(".slipstream"), serve=None)
-        run_id = service.deploy("alice", "webapp")
+        run_id = service.deploy(service.local_actor(), "webapp")
         service.drive(run_id)
         # 'Ready'
 """
 
 from __future__ import annotations
 
+import getpass
 import os
-from collections.abc import Callable
-from pathlib import Path
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
+from engine.access import Access, Actor
 from engine.coordination.coordinator import Coordinator
 from engine.coordination.hub import Hub
-from engine.store.runstore import Event, RunRecord, RunStore
+from engine.errors import AccessDenied, Conflict, NotFound, RecipeInvalid
+from engine.store.accounts import Accounts
+from engine.store.runstore import Event, RunFilter, RunRecord, RunStore
 
 # Recipes (PyYAML, jsonschema), the compiler, the run manager and Terraform are imported by
 # the calls that need them: listing runs must not pay for deploying them (a CLI start).
@@ -29,27 +38,47 @@ if TYPE_CHECKING:
     from engine.recipes.clouds import CloudsConfig
     from engine.recipes.overrides import Overrides
     from engine.runs.endpoints import Endpoints
+    from engine.runs.jobs import JobRunner
+    from engine.runs.locks import RunLock
     from engine.runs.manager import RunManager
 
 # Given the coordinator, starts serving agents; returns (their addresses, stop function).
 Serve = Callable[[Coordinator], "tuple[Endpoints, Callable[[], None]]"]
 
+OVER = ("Done", "Aborted", "Cancelled")
+ON_THE_WAY = ("Initializing", "Provisioning", "Executing", "SendingReports")
+#: Limits of an uploaded recipe bundle.
+MAX_BUNDLE_FILES = 500
+MAX_BUNDLE_FILE_BYTES = 1024 * 1024
+MAX_BUNDLE_BYTES = 10 * 1024 * 1024
+
 
 class Service:
-    """Deploy, terminate and inspect runs of one service home."""
+    """Deploy, terminate and inspect runs of one service home, for actors with rights."""
 
-    def __init__(self, home: Path, serve: Serve | None, clouds_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        home: Path,
+        serve: Serve | None,
+        clouds_path: Path | None = None,
+        *,
+        jobs: JobRunner | None = None,
+    ) -> None:
         self.home = home
         home.mkdir(parents=True, exist_ok=True, mode=0o700)
         url = os.environ.get("SLIPSTREAM_DATABASE_URL") or f"sqlite:///{home.resolve()}/runs.db"
         self.store = RunStore.open(url)
         self.hub = Hub()
         self.coordinator = Coordinator(self.store, self.hub)
+        self.accounts = Accounts(self.store)
+        self.access = Access(self.accounts)
         self.clouds_path = clouds_path
+        self.jobs = jobs
         self._serve = serve
         self._stop: Callable[[], None] | None = None
         self._endpoints: Endpoints | None = None
         self._manager: RunManager | None = None
+        self._serve_holds: dict[str, RunLock] = {}  # runs this (resident) process serves
 
     def clouds(self) -> CloudsConfig:
         from engine.recipes.clouds import load_home_clouds
@@ -83,42 +112,239 @@ class Service:
             self._stop()
             self._stop = None
 
+    # -- who acts ---------------------------------------------------------------------
+
+    def local_actor(self, name: str | None = None) -> Actor:
+        """The person at the service's own host (the embedded CLI): they own its files, so
+        they may do everything."""
+        return Actor(name or os.environ.get("SLIPSTREAM_USER") or getpass.getuser(), admin=True)
+
+    def authenticate(self, bearer: str) -> Actor:
+        """The actor of an API token (NotAuthenticated says why one is refused)."""
+        return self.access.authenticate(bearer)
+
+    # -- runs -------------------------------------------------------------------------
+
     def deploy(
         self,
-        user: str,
+        actor: Actor,
         ref: str | Path,
         overrides: Overrides | None = None,
         root: Path | None = None,
+        *,
+        hold: bool = False,
+        origin: Mapping[str, Any] | None = None,
     ) -> str:
-        """Check and compile a deployment, store the run; :meth:`drive` then runs it."""
+        """Check and compile a deployment and store the run. Resident, it starts at once
+        (``hold``: it is planned and waits for an approval); embedded, :meth:`drive` runs it.
+        """
         from engine.recipes.loader import RecipeLoader
 
         config = self.clouds()
         dep = RecipeLoader(root, config).deployment(ref, overrides, require_values=True)
-        return self.manager().create(dep, config, user)
+        run_id = self.manager().create(
+            dep, config, actor.name, hold=hold, origin=dict(origin or {})
+        )
+        if self.jobs is not None:
+            self.manager().release(run_id)  # the job takes the lock again
+            self.start(run_id)
+        return run_id
+
+    def deploy_bundle(
+        self,
+        actor: Actor,
+        files: Mapping[str, str],
+        deployment: str,
+        overrides: Overrides | None = None,
+        *,
+        hold: bool = False,
+    ) -> str:
+        """Deploy from uploaded recipe files (relative path → YAML text); ``deployment`` is a
+        name found among them (or in the shipped templates) or one of their paths."""
+        folder = Path(tempfile.mkdtemp(prefix=".bundle-", dir=self.home))
+        try:
+            write_bundle(folder, files)
+            ref: str | Path = deployment
+            if deployment in files:
+                ref = folder / PurePosixPath(deployment)
+            run_id = self.deploy(actor, ref, overrides, folder, hold=hold)
+            shutil.move(str(folder), str(self.manager().run_dir(run_id) / "recipes"))
+            return run_id
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def start(self, run_id: str) -> Future[Any] | None:
+        """Resident: queue the job that drives ``run_id`` (None when embedded)."""
+        if self.jobs is None:
+            return None
+        return self.jobs.submit(run_id, "drive", lambda: self.manager().drive(run_id))
 
     def drive(self, run_id: str) -> str:
+        """Drive a run in this process to Ready or its end (the embedded mode)."""
         return self.manager().drive(run_id)
 
-    def terminate(self, user: str, run_id: str) -> str:
-        self.store.add_event(run_id, "terminate", f"terminate requested by {user}")
+    def terminate(self, actor: Actor, run_id: str) -> str:
+        """Ready → Finalizing → Done, or cancel a run on its way; resident, the destroy is a
+        job and this returns the state the run is in now."""
+        run = self.run_for(actor, run_id, "deploy")
+        self.store.add_event(run_id, "terminate", f"terminate requested by {actor.name}")
+        if self.jobs is None:
+            return self.manager().terminate(run_id)
+        if run.state in ON_THE_WAY:
+            self.coordinator.abort(run_id, "terminated by user", cancel=True)
+        self.jobs.submit(run_id, "terminate", lambda: self.manager().terminate(run_id))
+        return self._state(run_id)
+
+    def resume(self, actor: Actor, run_id: str) -> str:
+        """Drive again a run whose driver died (resident: as a job)."""
+        self.run_for(actor, run_id, "deploy")
+        if self.jobs is None:
+            return self.drive(run_id)
+        self.start(run_id)
+        return self._state(run_id)
+
+    def approve(self, actor: Actor, run_id: str) -> str:
+        """Let a run held for approval go on (the actor needs ``approve`` on it)."""
+        run = self.run_for(actor, run_id, "approve", own_is_enough=False)
+        if not self.store.set_approval(run_id, "approved", expect="pending"):
+            raise Conflict(
+                f"run `{run_id}` is not waiting for an approval ({run.approval or 'none'})"
+            )
+        self.store.add_event(run_id, "approval", f"approved by {actor.name}")
+        self.start(run_id)
+        return self._state(run_id)
+
+    def reject(self, actor: Actor, run_id: str) -> str:
+        """Refuse a held run: it is cancelled without being applied."""
+        run = self.run_for(actor, run_id, "approve", own_is_enough=False)
+        if not self.store.set_approval(run_id, "rejected", expect="pending"):
+            raise Conflict(
+                f"run `{run_id}` is not waiting for an approval ({run.approval or 'none'})"
+            )
+        self.store.add_event(run_id, "approval", f"rejected by {actor.name}")
+        self.coordinator.abort(run_id, f"rejected by {actor.name}", cancel=True)
+        if self.jobs is not None:
+            self.jobs.submit(run_id, "terminate", lambda: self.manager().terminate(run_id))
+            return self._state(run_id)
         return self.manager().terminate(run_id)
 
-    def get_run(self, user: str, run_id: str) -> dict[str, Any]:
+    # -- reading ----------------------------------------------------------------------
+
+    def run_for(
+        self, actor: Actor, run_id: str, right: str = "view", own_is_enough: bool = True
+    ) -> RunRecord:
+        """The run, if ``actor`` may act on it with ``right`` (their own runs: any right but
+        approve); NotFound or AccessDenied otherwise."""
+        run = self.store.get_run(run_id)
+        if run is None:
+            raise NotFound(f"unknown run `{run_id}`")
+        if (own_is_enough and run.user == actor.name) or actor.may(right, run.deployment):
+            return run
+        raise AccessDenied(actor.name, right, run.deployment)
+
+    def _state(self, run_id: str) -> str:
+        run = self.store.get_run(run_id)
+        assert run is not None
+        return run.state
+
+    def get_run(self, actor: Actor, run_id: str) -> dict[str, Any]:
         """The run's document (see :func:`engine.runs.manager.run_summary`)."""
         from engine.compile.runspec import sensitive_keys
         from engine.runs.manager import run_summary
 
-        return run_summary(self.store, run_id, sensitive_keys(self.coordinator.spec(run_id)))
+        run = self.run_for(actor, run_id)
+        doc = run_summary(self.store, run_id, sensitive_keys(self.coordinator.spec(run_id)))
+        doc["approval"] = run.approval
+        return doc
 
-    def list_runs(self, user: str) -> list[RunRecord]:
-        return self.store.list_runs()
+    def list_runs(self, actor: Actor, where: RunFilter | None = None) -> list[RunRecord]:
+        """Runs the actor may see (theirs, and those of deployments they have a right on),
+        newest first."""
+        where = where or RunFilter()
+        if actor.admin or any(scope == "*" for scope, _ in actor.rights):
+            return self.store.list_runs(where=where)
+        visible = {scope for scope, _ in actor.rights}
+        found: list[RunRecord] = []
+        before = where.before
+        while len(found) < where.limit:
+            page = self.store.list_runs(
+                where=RunFilter(where.states, where.deployment, where.users, before, 200)
+            )
+            found.extend(r for r in page if r.user == actor.name or r.deployment in visible)
+            if len(page) < 200:
+                break
+            before = page[-1].created_at
+        return found[: where.limit]
 
-    def events(self, user: str, run_id: str, after: int = 0) -> list[Event]:
-        return self.store.events(run_id, after)
+    def events(self, actor: Actor, run_id: str, after: int = 0, limit: int = 1000) -> list[Event]:
+        self.run_for(actor, run_id)
+        return self.store.events(run_id, after, limit)
 
-    def params(self, user: str, run_id: str) -> dict[str, str]:
+    def params(self, actor: Actor, run_id: str) -> dict[str, str]:
         from engine.compile.runspec import sensitive_keys
         from engine.runs.manager import masked_params
 
+        self.run_for(actor, run_id)
         return masked_params(self.store, run_id, sensitive_keys(self.coordinator.spec(run_id)))
+
+    # -- the resident service ---------------------------------------------------------
+
+    def take_over(self) -> list[str]:
+        """Serve every live run nobody else drives: hold its lock, point its agents here,
+        and queue the job that takes it on from its checkpoint. Returns the runs taken."""
+        from engine.runs.locks import RunLocked
+
+        taken = []
+        manager = self.manager()
+        for run in self.store.list_runs(where=RunFilter(limit=100_000)):
+            if run.state in OVER and run.checkpoint == "destroyed":
+                continue
+            lock = manager.lock(run.id, "serve")
+            if lock.held_here(manager.run_dir(run.id) / "driver.lock"):
+                continue
+            try:
+                lock.acquire()
+            except RunLocked:
+                continue  # another process drives it; the next sweep looks again
+            self._serve_holds[run.id] = lock
+            taken.append(run.id)
+            if run.approval != "pending" or run.checkpoint != "planned":
+                self.start(run.id)
+        return taken
+
+
+def write_bundle(folder: Path, files: Mapping[str, str]) -> None:
+    """Write uploaded recipe files under ``folder``; RecipeInvalid for a path that would
+    leave it, a file that is not a recipe, or a bundle over its limits. Nothing outside
+    ``folder`` is ever touched.
+
+    >>> import tempfile
+    >>> write_bundle(Path(tempfile.mkdtemp()), {"../x.yaml": "kind: component"})
+    Traceback (most recent call last):
+    ...
+    engine.errors.RecipeInvalid: ../x.yaml: a bundle path must stay inside the bundle
+    """
+    from engine.errors import Mark, Problem
+
+    problems: list[Problem] = []
+    if len(files) > MAX_BUNDLE_FILES:
+        problems.append(Problem(Mark("bundle", 0, 0), f"more than {MAX_BUNDLE_FILES} files"))
+    total = 0
+    for name, text in files.items():
+        path = PurePosixPath(name)
+        size = len(text.encode("utf-8", "surrogatepass"))
+        total += size
+        if path.is_absolute() or ".." in path.parts or not path.parts or "\\" in name:
+            problems.append(Problem(Mark(name, 0, 0), "a bundle path must stay inside the bundle"))
+        elif path.suffix not in (".yaml", ".yml") or any(p.startswith(".") for p in path.parts):
+            problems.append(Problem(Mark(name, 0, 0), "only .yaml and .yml recipe files"))
+        elif size > MAX_BUNDLE_FILE_BYTES:
+            problems.append(Problem(Mark(name, 0, 0), "file is over 1 MiB"))
+    if total > MAX_BUNDLE_BYTES:
+        problems.append(Problem(Mark("bundle", 0, 0), "bundle is over 10 MiB"))
+    if problems:
+        raise RecipeInvalid(problems)
+    for name, text in files.items():
+        target = folder.joinpath(*PurePosixPath(name).parts)
+        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        target.write_text(text, encoding="utf-8")

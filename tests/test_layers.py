@@ -32,7 +32,7 @@ ENGINE_BELOW_SERVICE = BASE | {
     "engine.runs",
 }
 SHARED = {"providers_map", "templates"}
-ENGINE_FOR_FRONT_DOORS = ENGINE_BELOW_SERVICE | {"engine.service"} | SHARED
+ENGINE_FOR_FRONT_DOORS = ENGINE_BELOW_SERVICE | {"engine.access", "engine.service"} | SHARED
 # What each unit may import besides itself; the longest matching prefix decides.
 ALLOWED: dict[str, set[str]] = {
     "engine.errors": set(),
@@ -47,7 +47,8 @@ ALLOWED: dict[str, set[str]] = {
     "engine.store": BASE,
     "engine.coordination": BASE | {"engine.store"},
     "engine.runs": ENGINE_BELOW_SERVICE | SHARED,
-    "engine.service": ENGINE_BELOW_SERVICE | SHARED,
+    "engine.access": BASE | {"engine.store"},
+    "engine.service": ENGINE_BELOW_SERVICE | SHARED | {"engine.access"},
     "engine.cli": ENGINE_FOR_FRONT_DOORS | {"webhooks", "chatops"},
     "engine": ENGINE_FOR_FRONT_DOORS,  # modules at the top of engine/ other than the base
     "webhooks": ENGINE_FOR_FRONT_DOORS | {"chatops"},

@@ -23,16 +23,22 @@ def test_sensitive_inputs_are_masked_for_users(tmp_path: Path) -> None:
     )
     service = Service(tmp_path / "home", serve=None)
     run_id = service.deploy(
-        "alice", root / "safe.yaml", Overrides.parse(inputs=["password=hunter2-secret"]), root
+        service.local_actor("alice"),
+        root / "safe.yaml",
+        Overrides.parse(inputs=["password=hunter2-secret"]),
+        root,
     )
     stored = service.store.params(run_id)
     assert stored["v.1:admin_password"] == "hunter2-secret"  # agents need the value
-    shown = service.params("alice", run_id)
+    shown = service.params(service.local_actor("alice"), run_id)
     assert shown["v.1:admin_password"] == shown["v.2:admin_password"] == "***"
     assert shown["v.1:plain"] == "visible"
-    doc = service.get_run("alice", run_id)
+    doc = service.get_run(service.local_actor("alice"), run_id)
     assert "hunter2-secret" not in repr(doc)
-    assert all("hunter2-secret" not in e.message for e in service.events("alice", run_id))
+    assert all(
+        "hunter2-secret" not in e.message
+        for e in service.events(service.local_actor("alice"), run_id)
+    )
     compiled = (tmp_path / "home" / "runs" / run_id / "tf" / "local" / "main.tf.json").read_text()
     assert "hunter2-secret" not in compiled
 
@@ -52,7 +58,7 @@ def test_outputs_feeding_a_sensitive_input_are_masked(tmp_path: Path) -> None:
         "  app:\n    component: taker\n    inputs:\n      db_password: {from: db:password}\n"
     )
     service = Service(tmp_path / "home", serve=None)
-    run_id = service.deploy("alice", root / "pair.yaml", None, root)
+    run_id = service.deploy(service.local_actor("alice"), root / "pair.yaml", None, root)
     service.coordinator.publish(run_id, {"db.1:password": "s3cret-value"})
-    assert service.params("alice", run_id)["db.1:password"] == "***"
-    assert "s3cret-value" not in repr(service.get_run("alice", run_id))
+    assert service.params(service.local_actor("alice"), run_id)["db.1:password"] == "***"
+    assert "s3cret-value" not in repr(service.get_run(service.local_actor("alice"), run_id))

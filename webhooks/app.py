@@ -1,7 +1,9 @@
-"""The HTTP server's app factory: ``create_app(home, coordinator)``.
+"""The HTTP server's app factory: ``create_app(home, coordinator, service=None)``.
 
-An ASGI (Starlette) app: the agent API's asynchronous routes and ``/healthz``; the
-service's other front doors are mounted beside them as they come.
+An ASGI (Starlette) app: the agent API's asynchronous routes and ``/healthz`` always; with
+a resident ``service``, the REST API (``/api/v1``) beside them. Flask apps (the REST API,
+later Slack's Bolt adapter) are mounted through a WSGI bridge, so one process and one
+port serve everything.
 
 Example:
     >>> from starlette.testclient import TestClient  # doctest: +SKIP
@@ -12,14 +14,18 @@ Example:
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Mount, Route
 
 from engine.coordination.coordinator import Coordinator
 from webhooks.agent_api import AgentAPI
+
+if TYPE_CHECKING:
+    from engine.service import Service
 
 
 async def healthz(request: Request) -> Response:
@@ -34,7 +40,24 @@ async def not_allowed(request: Request, exc: Exception) -> Response:
     return JSONResponse({"error": f"{request.method} is not allowed here"}, 405)
 
 
-def create_app(home: Path, coordinator: Coordinator) -> Starlette:
-    """The app serving the agent API for the runs of ``coordinator``'s store."""
-    routes = [Route("/healthz", healthz, methods=["GET"]), *AgentAPI(home, coordinator).routes()]
+def create_app(home: Path, coordinator: Coordinator, service: Service | None = None) -> Starlette:
+    """The app serving the agent API for the runs of ``coordinator``'s store, and with a
+    resident ``service`` its REST API."""
+    routes: list[BaseRoute] = [
+        Route("/healthz", healthz, methods=["GET"]),
+        *AgentAPI(home, coordinator).routes(),
+    ]
+    if service is not None:
+        routes.extend(rest_routes(service))
     return Starlette(routes=routes, exception_handlers={404: not_found, 405: not_allowed})
+
+
+def rest_routes(service: Service) -> list[BaseRoute]:
+    """The REST API's routes: its streams natively, the rest a Flask app behind a bridge."""
+    from a2wsgi import WSGIMiddleware
+
+    from webhooks.rest import create_rest_app, stream_routes
+
+    bridged: Any = WSGIMiddleware(create_rest_app(service), workers=32)  # type: ignore[arg-type]
+    # Last, so the agent API's routes match first; Flask sees whole paths (/api/v1/…).
+    return [*stream_routes(service), Mount("", app=bridged)]

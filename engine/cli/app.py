@@ -22,7 +22,7 @@ from typing import Any
 import typer
 from typer.core import TyperCommand, TyperGroup
 
-from engine.cli import inspection, recipes, runs
+from engine.cli import accounts, inspection, recipes, runs, serve
 
 
 def _unset_help_is_false(option: Any) -> Any:
@@ -64,9 +64,16 @@ COMMANDS: list[tuple[str, Callable[..., None]]] = [  # in this order in --help
     ("params", inspection.params),
     ("logs", inspection.logs),
     ("schema", recipes.schema),
+    ("serve", serve.serve),
 ]
 for name, function in COMMANDS:
     app.command(name, cls=_Command)(function)
+for name, group in (
+    ("user", accounts.users),
+    ("token", accounts.tokens),
+    ("right", accounts.rights),
+):
+    app.add_typer(group, name=name)
 
 
 def _interrupted(signum: int, frame: object) -> None:

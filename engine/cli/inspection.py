@@ -57,7 +57,7 @@ def run_reader(run_id: str, command: str) -> Service:
 def status(run_id: str, as_json: JsonOpt = False) -> None:
     """A run's state, abort message and main link."""
     service = run_reader(run_id, "status")
-    doc = service.get_run(user(), run_id)
+    doc = service.get_run(service.local_actor(user()), run_id)
     doc.pop("events")
     if as_json:
         print_json(doc)
@@ -73,7 +73,7 @@ def status(run_id: str, as_json: JsonOpt = False) -> None:
 def list_cmd(as_json: JsonOpt = False) -> None:
     """Runs of this service home, newest first."""
     service = reading_service()
-    runs = service.list_runs(user()) if service is not None else []
+    runs = service.list_runs(service.local_actor(user())) if service is not None else []
     if as_json:
         print_json(
             [
@@ -96,7 +96,7 @@ def list_cmd(as_json: JsonOpt = False) -> None:
 def params(run_id: str, as_json: JsonOpt = False) -> None:
     """Every runtime parameter of a run (sensitive values masked)."""
     service = run_reader(run_id, "params")
-    values = service.params(user(), run_id)
+    values = service.params(service.local_actor(user()), run_id)
     if as_json:
         print_json(values)
         return
@@ -115,7 +115,7 @@ def logs(
     service = run_reader(run_id, "logs")
     after = 0
     while True:
-        for event in service.events(user(), run_id, after):
+        for event in service.events(service.local_actor(user()), run_id, after):
             after = event.id
             if as_json:
                 typer.echo(json.dumps(event.to_json(), sort_keys=True))

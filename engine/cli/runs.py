@@ -116,7 +116,7 @@ def deploy(
     service = driving_service(clouds)
     try:
         base = root or deployment_root(deployment)
-        run_id = service.deploy(user(), deployment, parsed, base)
+        run_id = service.deploy(service.local_actor(user()), deployment, parsed, base)
     except RecipeInvalid as err:
         service.close()
         fail(err.problems, as_json, "deploy")
@@ -158,7 +158,7 @@ def drive_and_report(service: Service, run_id: str, as_json: bool) -> None:
         elif not as_json:
             tail.flush()
         service.close()
-    doc = service.get_run(user(), run_id)
+    doc = service.get_run(service.local_actor(user()), run_id)
     if as_json:
         print_json(doc)
     else:
@@ -194,7 +194,7 @@ def destroy(
         typer.echo(f"destroy: unknown run `{run_id}`", err=True)
         raise typer.Exit(1)
     try:
-        state = service.terminate(user(), run_id)
+        state = service.terminate(service.local_actor(user()), run_id)
     except SlipstreamError as err:
         typer.echo(f"destroy: {err}", err=True)
         raise typer.Exit(1) from err

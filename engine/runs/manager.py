@@ -20,12 +20,13 @@ import os
 import secrets
 import shutil
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from engine.agent import AGENT_FILE
 from engine.canonical import dumps
@@ -39,7 +40,7 @@ from engine.recipes.clouds import CloudsConfig
 from engine.recipes.model import Deployment
 from engine.runs.endpoints import Endpoints
 from engine.runs.launcher import server_file, token_file
-from engine.runs.locks import RunLock
+from engine.runs.locks import RunLock, RunLocked
 from engine.store.runstore import NewInstance, NewRun, RunStore
 from engine.terraform.binary import TerraformExe, terraform_env
 from engine.terraform.events import TfEvent
@@ -52,6 +53,7 @@ TERMINATE_WAIT_S = 900.0
 CANCEL_WAIT_S = 300.0
 STATE_LOCK_WAIT_S = 300.0
 # States of a run still on its way to Ready, in order.
+T = TypeVar("T")
 _ON_THE_WAY = ("Initializing", "Provisioning", "Executing", "SendingReports")
 
 
@@ -76,20 +78,44 @@ class RunManager:
         # Starts (once) the server agents talk to and returns its addresses; None: no agents.
         self.serve = serve
         self.endpoints = Endpoints("", "")
+        self._creations: dict[str, RunLock] = {}
+        self._stopping = threading.Event()
+
+    def stop(self) -> None:
+        """The process is stopping: running drives return at their next step (Terraform is
+        interrupted cleanly, its state kept) without aborting their runs, which resume from
+        their checkpoints when driven again."""
+        self._stopping.set()
 
     def run_dir(self, run_id: str) -> Path:
         return self.home / "runs" / run_id
 
     # -- creation ---------------------------------------------------------------------
 
-    def create(self, dep: Deployment, clouds: CloudsConfig, user: str) -> str:
-        """Store a new run with its spec, instances, tokens and compiled roots."""
+    def create(
+        self,
+        dep: Deployment,
+        clouds: CloudsConfig,
+        user: str,
+        *,
+        hold: bool = False,
+        origin: dict[str, Any] | None = None,
+    ) -> str:
+        """Store a new run with its spec, instances, tokens and compiled roots.
+
+        The creating process holds the run's lock until its first :meth:`drive` ends (or
+        :meth:`release`), so no other process (a resident server taking over runs) starts
+        driving it in between. ``hold``: the run is planned, then waits for an approval.
+        """
         run_id = uuid.uuid4().hex[:16]
         documents = compile_deployment(dep, clouds)
         spec = build_spec(dep, clouds)
         spec["cloud_types"] = {name: clouds.get(name).type for name in documents}
         base = self.run_dir(run_id)
         base.mkdir(parents=True, mode=0o700)
+        creation = self.lock(run_id, "deploy")
+        creation.acquire()
+        self._creations[run_id] = creation
         for cloud, doc in documents.items():
             write_atomic(base / "tf" / cloud / "main.tf.json", dumps(doc))
         new_instances, initial = [], {"ss:category": "Deployment", "ss:state": "Initializing"}
@@ -109,11 +135,17 @@ class RunManager:
                 for key, binding in body["inputs"].items():
                     if "value" in binding:
                         initial[f"{name}:{key}"] = str(binding["value"])
-        self.store.create_run(
-            NewRun(run_id, dep.name, user, dep.keep_running, dep.timeout_s, dumps(spec)),
-            new_instances,
-            initial,
+        new_run = NewRun(
+            run_id,
+            dep.name,
+            user,
+            dep.keep_running,
+            dep.timeout_s,
+            dumps(spec),
+            origin=dumps(origin or {}),
+            approval="pending" if hold else "",
         )
+        self.store.create_run(new_run, new_instances, initial)
         self.store.add_event(
             run_id,
             "created",
@@ -126,7 +158,10 @@ class RunManager:
 
     def lock(self, run_id: str, purpose: str, wait_s: float = 0.0) -> RunLock:
         """The lock a process holds while it drives or terminates ``run_id``."""
-        return RunLock(self.run_dir(run_id) / "driver.lock", purpose, wait_s)
+        return RunLock(self._lock_path(run_id), purpose, wait_s)
+
+    def _lock_path(self, run_id: str) -> Path:
+        return self.run_dir(run_id) / "driver.lock"
 
     def drive(self, run_id: str) -> str:
         """Take the run from wherever it is to Ready or an end state; returns the state.
@@ -134,11 +169,39 @@ class RunManager:
         Also what resuming is: phases already done are skipped, applies are idempotent.
         Only the process holding the run's lock serves its agents (``serve``).
         """
-        with self.lock(run_id, "deploy"):
-            if self.serve is not None:
-                self.endpoints = self.serve()
-                write_atomic(server_file(self.run_dir(run_id)), self.endpoints.local + "\n")
-            return self._drive(run_id)
+        try:
+            with self.lock(run_id, "deploy"):
+                if self.serve is not None:
+                    self.endpoints = self.serve()
+                    write_atomic(server_file(self.run_dir(run_id)), self.endpoints.local + "\n")
+                run = self.store.get_run(run_id)
+                assert run is not None
+                if run.approval in ("pending", "rejected") and run.abort_message is None:
+                    return self._plan_only(run_id)
+                return self._drive(run_id)
+        finally:
+            self.release(run_id)
+
+    def release(self, run_id: str) -> None:
+        """Let go of the lock taken when this process created ``run_id`` (if it did)."""
+        creation = self._creations.pop(run_id, None)
+        if creation is not None:
+            creation.release()
+
+    def _plan_only(self, run_id: str) -> str:
+        """A run held for approval: plan every cloud once (the approver sees the plan)."""
+        run = self.store.get_run(run_id)
+        assert run is not None
+        if run.checkpoint != "planned":
+            try:
+                self._each_cloud(run_id, "plan")
+                self.store.set_checkpoint(run_id, "planned")
+                self.store.add_event(run_id, "approval", "planned: waiting for an approval")
+            except Exception as err:
+                message = str(err) if isinstance(err, SlipstreamError) else repr(err)
+                self.coordinator.abort(run_id, f"plan failed: {message}")
+                return self._after(run_id)
+        return run.state
 
     def _drive(self, run_id: str) -> str:
         run = self.store.get_run(run_id)
@@ -154,8 +217,12 @@ class RunManager:
             self.coordinator.arm(run_id, "Provisioning")
             self._follow(run_id)
         except Exception as err:
+            if self._stopping.is_set():
+                return self.coordinator.flags(run_id)[0]  # resumed at the next start
             message = str(err) if isinstance(err, SlipstreamError) else f"internal error: {err!r}"
             self.coordinator.abort(run_id, message)
+        if self._stopping.is_set():
+            return self.coordinator.flags(run_id)[0]
         return self._after(run_id)
 
     def _follow(self, run_id: str) -> None:
@@ -163,7 +230,7 @@ class RunManager:
         timeout_s = self._timeout(run_id)
         while True:
             state, abort = self.coordinator.refresh(run_id)
-            if abort is not None or state not in _ON_THE_WAY:
+            if abort is not None or state not in _ON_THE_WAY or self._stopping.is_set():
                 return
             deadline = self.coordinator.cache(run_id).state_since + timeout_s
             left = deadline - time.time()
@@ -266,7 +333,17 @@ class RunManager:
             variables = self._variables(run_id, clouds[cloud])
             self.store.add_event(run_id, "terraform", f"{cloud}: {step} started")
             _retry_locked(runner.init)
-            if step == "apply":
+            if step == "plan":
+                plan = _retry_locked_result(lambda: runner.plan(variables))
+                self.store.add_event(
+                    run_id,
+                    "plan",
+                    f"{cloud}: {plan.changes.get('add', 0)} to add, "
+                    f"{plan.changes.get('change', 0)} to change, "
+                    f"{plan.changes.get('remove', 0)} to destroy",
+                    {"cloud": cloud, "changes": plan.changes},
+                )
+            elif step == "apply":
                 _retry_locked(lambda: runner.plan(variables))
                 runner.apply()
                 self._record_outputs(run_id, runner.output())
@@ -281,7 +358,9 @@ class RunManager:
                 _, pending = wait(futures, timeout=POLL_S)
                 if not pending:
                     break
-                if step == "apply" and self.coordinator.refresh(run_id)[1] is not None:
+                if step in ("apply", "plan") and (
+                    self._stopping.is_set() or self.coordinator.refresh(run_id)[1] is not None
+                ):
                     for runner in runners.values():
                         runner.cancel()
         except BaseException:
@@ -332,6 +411,12 @@ class RunManager:
         run = self.store.get_run(run_id)
         if run is None:
             raise SlipstreamError(f"unknown run `{run_id}`")
+        holder = self.lock(run_id, "destroy").holder()
+        if holder.startswith("serve") and not RunLock.held_here(self._lock_path(run_id)):
+            raise RunLocked(
+                f"run `{run_id}` is served by `slipstream serve` {holder.partition(' ')[2]}:"
+                " act through it (set SLIPSTREAM_URL and SLIPSTREAM_TOKEN)"
+            )
         if run.state in _ON_THE_WAY:
             # A driver in another process sees the flag, cancels Terraform, destroys, lets go.
             self.coordinator.abort(run_id, "terminated by user", cancel=True)
@@ -360,6 +445,12 @@ class RunManager:
     def _destroyed(self, run_id: str) -> bool:
         run = self.store.get_run(run_id)
         return run is not None and run.checkpoint == "destroyed"
+
+
+def _retry_locked_result(step: Callable[[], T]) -> T:
+    found: list[T] = []
+    _retry_locked(lambda: found.append(step()))
+    return found[0]
 
 
 def _retry_locked(step: Callable[[], object]) -> None:
