@@ -1,7 +1,7 @@
 r"""User data that installs and starts the agent on a real cloud's machine.
 
 The shipped script (``templates/bootstrap/agent-bootstrap.sh``) is escaped as a whole, so
-Terraform leaves its shell ``${…}`` alone; only then are its four placeholders replaced by
+Terraform leaves its shell ``${…}`` alone; only then are its six placeholders replaced by
 Terraform interpolations, each wrapped so the value arrives as one single-quoted shell word
 whatever it contains.
 
@@ -27,6 +27,12 @@ TEMPLATE = (templates.TEMPLATES_DIR / "bootstrap" / "agent-bootstrap.sh").read_t
 # What a root needs declared for the script's values, besides COMMON_VARIABLES.
 AGENT_VARIABLES: dict[str, Any] = {
     "server_url": {"type": "string", "description": "where agents reach the service"},
+    "server_fingerprint": {
+        "type": "string",
+        "default": "",
+        "description": "sha256:<hex> of the server's certificate, which agents pin",
+    },
+    "agent_sha256": {"type": "string", "description": "SHA-256 of the agent file to run"},
     "agent_tokens": {
         "type": "map(string)",
         "sensitive": True,
@@ -54,6 +60,8 @@ def _values(instance: str) -> dict[str, str]:
         "__SLIPSTREAM_RUN_ID__": "var.run_id",
         "__SLIPSTREAM_INSTANCE__": instance,
         "__SLIPSTREAM_TOKEN__": f"var.agent_tokens[{instance}]",
+        "__SLIPSTREAM_FINGERPRINT__": "var.server_fingerprint",
+        "__SLIPSTREAM_AGENT_SHA256__": "var.agent_sha256",
     }
 
 
@@ -80,7 +88,7 @@ def user_data_base64(instance: str = "each.value.instance") -> str:
     r""":func:`user_data` base64-encoded by Terraform, for clouds whose argument takes
     base64 (Azure ``custom_data``, vCD's ``user-data`` guest property, OpenNebula's
     ``START_SCRIPT_BASE64``): one ``base64encode("…")`` call on the same script written as
-    an HCL quoted template, so Terraform fills in the same four values before encoding.
+    an HCL quoted template, so Terraform fills in the same six values before encoding.
 
     Example:
         >>> encoded = user_data_base64()

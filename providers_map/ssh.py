@@ -30,6 +30,11 @@ VARIABLES: dict[str, Any] = {
     **COMMON_VARIABLES,
     "server_url": {"type": "string", "description": "where agents reach the service"},
     "agent_path": {"type": "string", "description": "local path of the agent file to upload"},
+    "server_fingerprint": {
+        "type": "string",
+        "default": "",
+        "description": "sha256:<hex> of the server's certificate, which agents pin",
+    },
     "agent_tokens": {
         "type": "map(string)",
         "sensitive": True,
@@ -149,6 +154,7 @@ class SshMapping(CloudMapping):
                             "SLIPSTREAM_RUN_ID=${self.input.run_id}\n"
                             "SLIPSTREAM_INSTANCE=${self.input.instance}\n"
                             "SLIPSTREAM_TOKEN=${var.agent_tokens[self.input.instance]}\n"
+                            "SLIPSTREAM_SERVER_FINGERPRINT=${var.server_fingerprint}\n"
                             "SLIPSTREAM_BIND_HOST=0.0.0.0\n"
                         ),
                         "destination": f"{workdir}/agent.env",

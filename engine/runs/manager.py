@@ -16,6 +16,7 @@ Example (not run as a doctest: it deploys)::
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 import shutil
@@ -288,9 +289,17 @@ class RunManager:
             for inst in self.store.instances(run_id):
                 path = token_file(self.home, run_id, inst["name"])
                 tokens[inst["name"]] = path.read_text(encoding="utf-8").strip()
-            variables.update({"server_url": self.endpoints.remote, "agent_tokens": tokens})
+            variables.update(
+                {
+                    "server_url": self.endpoints.remote,
+                    "server_fingerprint": self.endpoints.fingerprint,
+                    "agent_tokens": tokens,
+                }
+            )
             if cloud_type == "ssh":
                 variables["agent_path"] = str(AGENT_FILE)
+            else:
+                variables["agent_sha256"] = hashlib.sha256(AGENT_FILE.read_bytes()).hexdigest()
         return variables
 
     def _runner(self, run_id: str, cloud: str) -> TerraformRunner:

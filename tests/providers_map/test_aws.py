@@ -4,6 +4,7 @@ the shared agent bootstrap script really installs and starts the agent."""
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 import shutil
@@ -201,7 +202,7 @@ def test_tokens_are_a_sensitive_variable_never_a_literal() -> None:
     assert "agent_tokens" not in json.dumps(doc["output"])
 
 
-def test_user_data_interpolates_only_the_four_values() -> None:
+def test_user_data_interpolates_only_the_six_values() -> None:
     script = user_data()
     assert "__SLIPSTREAM_" not in script
     expected = {
@@ -211,6 +212,8 @@ def test_user_data_interpolates_only_the_four_values() -> None:
             "var.run_id",
             "each.value.instance",
             "var.agent_tokens[each.value.instance]",
+            "var.server_fingerprint",
+            "var.agent_sha256",
         )
     }
     assert set(live_templates(script)) == expected
@@ -397,6 +400,16 @@ def test_template_is_valid_posix_sh() -> None:
 
 
 SERVER_TOKEN = "t'o\"k$en ${x} `id`"
+FAKE_AGENT = (
+    "import json, os, stat, sys\n"
+    "env_file = sys.argv[sys.argv.index('--env-file') + 1]\n"
+    "here = os.path.dirname(os.path.abspath(__file__))\n"
+    "record = {'argv': sys.argv[1:], 'cwd': os.getcwd(),\n"
+    "          'env': open(env_file).read(), 'mode': stat.S_IMODE(os.stat(env_file).st_mode)}\n"
+    "json.dump(record, open(os.path.join(here, 'ran.part'), 'w'))\n"
+    "os.replace(os.path.join(here, 'ran.part'), os.path.join(here, 'ran.json'))\n"
+)
+PIN = "sha256:" + "ab" * 32
 
 
 @pytest.fixture(scope="module")
@@ -421,6 +434,8 @@ def rendered_script(tmp_path_factory: pytest.TempPathFactory, run_tf) -> str:  #
             {
                 "run_id": "run-7",
                 "server_url": "http://127.0.0.1:PORT/base/",
+                "server_fingerprint": PIN,
+                "agent_sha256": hashlib.sha256(FAKE_AGENT.encode()).hexdigest(),
                 "agent_tokens": {"web.1": SERVER_TOKEN, "web.2": "other"},
             }
         ),
@@ -441,16 +456,7 @@ def agent_server(tmp_path: Path) -> Iterator[str]:
     """A loopback HTTP server offering a fake agent that records how it was started."""
     files = tmp_path / "www"
     (files / "base" / "agent" / "v1").mkdir(parents=True)
-    (files / "base" / "agent" / "v1" / "agent.py").write_text(
-        "import json, os, stat, sys\n"
-        "env_file = sys.argv[sys.argv.index('--env-file') + 1]\n"
-        "here = os.path.dirname(os.path.abspath(__file__))\n"
-        "record = {'argv': sys.argv[1:], 'cwd': os.getcwd(),\n"
-        "          'env': open(env_file).read(), 'mode': stat.S_IMODE(os.stat(env_file).st_mode)}\n"
-        "json.dump(record, open(os.path.join(here, 'ran.part'), 'w'))\n"
-        "os.replace(os.path.join(here, 'ran.part'), os.path.join(here, 'ran.json'))\n",
-        encoding="utf-8",
-    )
+    (files / "base" / "agent" / "v1" / "agent.py").write_text(FAKE_AGENT, encoding="utf-8")
 
     class Quiet(SimpleHTTPRequestHandler):
         def log_message(self, format: str, *args: Any) -> None:
@@ -468,10 +474,9 @@ def agent_server(tmp_path: Path) -> Iterator[str]:
 
 def _tool_dir(path: Path, tools: list[str]) -> Path:
     path.mkdir()
-    for tool in ["mkdir", "chmod", "mv", "nohup", "setsid", "sleep", *tools]:
+    for tool in ["mkdir", "chmod", "mv", "rm", "nohup", "setsid", "sleep", *tools]:
         found = shutil.which(tool)
-        if found is None:
-            pytest.skip(f"`{tool}` is not installed here")
+        assert found is not None, f"`{tool}` is not installed here (.ci/run installs it)"
         (path / tool).symlink_to(found)
     return path
 
@@ -521,6 +526,7 @@ def test_bootstrap_starts_the_agent(
         "SLIPSTREAM_RUN_ID=run-7\n"
         "SLIPSTREAM_INSTANCE=web.1\n"
         f"SLIPSTREAM_TOKEN={SERVER_TOKEN}\n"
+        f"SLIPSTREAM_SERVER_FINGERPRINT={PIN}\n"
         "SLIPSTREAM_BIND_HOST=0.0.0.0\n"
     )
     assert (boot / "agent.py").stat().st_mode & 0o777 == 0o600
@@ -530,3 +536,29 @@ def test_bootstrap_starts_the_agent(
             "update -q",
             "install -y -q python3",
         ]
+
+
+def test_bootstrap_refuses_an_agent_that_is_not_the_one_sent(
+    rendered_script: str, agent_server: str, tmp_path: Path
+) -> None:
+    """The agent file is fetched without trusting the network: only its SHA-256 counts."""
+    served = tmp_path / "www" / "base" / "agent" / "v1" / "agent.py"
+    served.write_text(FAKE_AGENT + "# tampered on the way\n", encoding="utf-8")
+    bin_dir = _tool_dir(tmp_path / "bin", ["curl"])
+    (bin_dir / "python3").symlink_to(os.path.realpath(sys.executable))
+    script = tmp_path / "user-data.sh"
+    script.write_text(rendered_script.replace("PORT", agent_server), encoding="utf-8")
+    boot = tmp_path / "boot"
+    env = {
+        "PATH": str(bin_dir),
+        "HOME": str(tmp_path),
+        "SLIPSTREAM_BOOT_DIR": str(boot),
+        "SLIPSTREAM_BOOT_LOG": str(tmp_path / "agent.log"),
+    }
+    done = subprocess.run(
+        ["/bin/sh", str(script)], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 1
+    assert "is not the one the service sent (SHA-256 differs)" in done.stderr
+    assert not (boot / "agent.py").exists() and not (boot / "agent.py.part").exists()
+    assert not (boot / "agent.env").exists()

@@ -33,6 +33,8 @@ def test_base64_user_data_is_the_plain_script_encoded(tmp_path: Path, run_tf) ->
             {
                 "run_id": "run-9",
                 "server_url": "https://slipstream.example:8443/",
+                "server_fingerprint": "sha256:" + "0" * 64,
+                "agent_sha256": "1" * 64,
                 "agent_tokens": {"web.2": TOKEN},
             }
         ),
