@@ -25,7 +25,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -81,6 +81,7 @@ class RunManager:
         self.endpoints = Endpoints("", "")
         self._creations: dict[str, RunLock] = {}
         self._stopping = threading.Event()
+        self._serving: Future[Endpoints] | None = None
 
     def stop(self) -> None:
         """The process is stopping: running drives return at their next step (Terraform is
@@ -173,8 +174,9 @@ class RunManager:
         try:
             with self.lock(run_id, "deploy"):
                 if self.serve is not None:
-                    self.endpoints = self.serve()
-                    write_atomic(server_file(self.run_dir(run_id)), self.endpoints.local + "\n")
+                    # Starting the server (importing it) overlaps Terraform's init and plan;
+                    # agents need it once the apply starts them.
+                    self._serving = ThreadPoolExecutor(1).submit(self._serve_run, run_id)
                 run = self.store.get_run(run_id)
                 assert run is not None
                 if run.approval in ("pending", "rejected") and run.abort_message is None:
@@ -182,6 +184,18 @@ class RunManager:
                 return self._drive(run_id)
         finally:
             self.release(run_id)
+
+    def _serve_run(self, run_id: str) -> Endpoints:
+        assert self.serve is not None
+        self.endpoints = self.serve()
+        write_atomic(server_file(self.run_dir(run_id)), self.endpoints.local + "\n")
+        return self.endpoints
+
+    def _served(self) -> Endpoints:
+        """The server's addresses once it listens (waiting for its start if need be)."""
+        if self._serving is not None:
+            return self._serving.result()
+        return self.endpoints
 
     def release(self, run_id: str) -> None:
         """Let go of the lock taken when this process created ``run_id`` (if it did)."""
@@ -215,6 +229,7 @@ class RunManager:
                 self.store.set_checkpoint(run_id, "applied")
             # The clouds are applied: the Provisioning barrier may release once all voted.
             # From here the barriers move the run themselves, in the votes' write path.
+            self._served()
             self.coordinator.arm(run_id, "Provisioning")
             self._follow(run_id)
         except Exception as err:
@@ -289,10 +304,11 @@ class RunManager:
             for inst in self.store.instances(run_id):
                 path = token_file(self.home, run_id, inst["name"])
                 tokens[inst["name"]] = path.read_text(encoding="utf-8").strip()
+            endpoints = self._served()
             variables.update(
                 {
-                    "server_url": self.endpoints.remote,
-                    "server_fingerprint": self.endpoints.fingerprint,
+                    "server_url": endpoints.remote,
+                    "server_fingerprint": endpoints.fingerprint,
                     "agent_tokens": tokens,
                 }
             )
@@ -354,6 +370,7 @@ class RunManager:
                 )
             elif step == "apply":
                 _retry_locked(lambda: runner.plan(variables))
+                self._served()  # the agents the apply starts need their server
                 runner.apply()
                 self._record_outputs(run_id, runner.output())
             else:
