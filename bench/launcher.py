@@ -6,7 +6,9 @@ Each instance is started as Terraform starts it (``python -m engine.runs.launche
 new process) against a server that accepts connections and never answers, so the agent
 stays up waiting for its recipe. Runs isolated (bwrap) and plain (``SLIPSTREAM_BWRAP``
 empty) in turn. ``--repo DIR`` times another checkout's launcher (an older one has no
-isolation: both rows are then the same).
+isolation: both rows are then the same). Last, the namespace's own set-up: ``/bin/true``
+run alone and in bwrap with an instance's mounts, interleaved (the least noisy number
+here: the rows above move with the load of the machine).
 
 Run: ``python bench/launcher.py [--instances N] [--repo DIR]`` (default 10 instances).
 """
@@ -128,6 +130,37 @@ def one_round(repo: Path, bwrap: str | None, count: int) -> dict[str, float]:
     }
 
 
+def namespace_setup(rounds: int = 40) -> tuple[float, float]:
+    """Median seconds to run ``/bin/true`` alone and in an instance's namespace (bwrap
+    with the mounts the launcher makes), interleaved so that load shifts hit both."""
+    sys.path.insert(0, str(REPO))
+    from engine.runs import isolation
+
+    bwrap = isolation.bwrap_path()
+    if bwrap is None:
+        raise SystemExit("bwrap is not installed")
+    with tempfile.TemporaryDirectory(dir="/var/tmp") as tmp:
+        home = Path(tmp) / "home"
+        sandbox = home / "runs" / "bench" / "sandboxes" / "n.1"
+        for folder in (sandbox / "work", sandbox / "tmp", home / "sockets"):
+            folder.mkdir(parents=True)
+        spec = isolation.Spec(
+            sandbox=sandbox,
+            hidden=(home, *isolation.user_homes()),
+            readable=(home / "sockets", *isolation.python_folders()),
+        )
+        plain, isolated = [], []
+        for _ in range(rounds):
+            began = time.perf_counter()
+            subprocess.run(["/bin/true"], check=True)
+            plain.append(time.perf_counter() - began)
+            began = time.perf_counter()
+            argv = spec.argv(bwrap, ["/bin/true"], 1)  # info to stdout: discarded
+            subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
+            isolated.append(time.perf_counter() - began)
+    return statistics.median(plain), statistics.median(isolated)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--instances", type=int, default=10)
@@ -142,6 +175,11 @@ def main() -> None:
     print(f"{'':18}" + "".join(f"{c:>20}" for c in columns))
     for label, row in rows.items():
         print(f"{label:18}" + "".join(f"{row[c]:>20.3f}" for c in columns))
+    alone, inside = namespace_setup()
+    print(
+        f"/bin/true: {alone * 1000:.1f} ms alone, {inside * 1000:.1f} ms in an instance's "
+        f"namespace (bwrap and its mounts: +{(inside - alone) * 1000:.1f} ms)"
+    )
 
 
 if __name__ == "__main__":
