@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean bwrap
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,8 +15,18 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)  ## the main job: deploy the load-balanced web app on the local cloud
 	$(BIN)/slipstream deploy webapp
 
-test: $(STAMP)  ## every test, with real Terraform and real processes
+test: $(STAMP) bwrap  ## every test, with real Terraform and real processes
 	$(BIN)/python -m pytest
+
+# bubblewrap isolates `local` instances (README: Isolation on the local cloud) and the
+# tests check that it does: installed when missing, where we are root with apt-get.
+bwrap:
+	@command -v bwrap >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && apt-get install -y -qq bubblewrap; \
+	  else \
+	    echo "bwrap is missing: install bubblewrap (apt-get install bubblewrap)" >&2; \
+	  fi; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

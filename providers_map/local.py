@@ -1,4 +1,5 @@
-"""The embedded `local` cloud: each instance a process group on this host.
+"""The embedded `local` cloud: each instance processes on this host, in its own Linux
+namespaces where bubblewrap is available (the launcher's business, not this root's).
 
 Built only on Terraform's built-in ``terraform_data`` resource and ``local-exec``
 provisioners, so no provider is ever downloaded. Each provisioner runs the launcher
@@ -48,7 +49,7 @@ def _environment() -> dict[str, str]:
 
 
 class LocalMapping(CloudMapping):
-    """Instances as sandboxed process groups on the host running Terraform."""
+    """Instances as sandboxed processes on the host running Terraform."""
 
     type = "local"
     instance_resource = "terraform_data"

@@ -39,8 +39,9 @@ from engine.errors import SlipstreamError, StateLocked
 from engine.files import write_atomic
 from engine.recipes.clouds import CloudsConfig
 from engine.recipes.model import Deployment
+from engine.runs import isolation
 from engine.runs.endpoints import Endpoints
-from engine.runs.launcher import server_file, token_file
+from engine.runs.launcher import clear_leftovers, server_file, token_file
 from engine.runs.locks import RunLock, RunLocked
 from engine.store.runstore import NewInstance, NewRun, RunStore
 from engine.terraform.binary import TerraformExe, terraform_env
@@ -318,7 +319,9 @@ class RunManager:
                 variables["agent_sha256"] = hashlib.sha256(AGENT_FILE.read_bytes()).hexdigest()
         return variables
 
-    def _runner(self, run_id: str, cloud: str) -> TerraformRunner:
+    def _runner(
+        self, run_id: str, cloud: str, extra_env: dict[str, str] | None = None
+    ) -> TerraformRunner:
         def on_event(event: TfEvent) -> None:
             if (
                 event.type
@@ -339,6 +342,7 @@ class RunManager:
 
         env = terraform_env(self.home)
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+        env.update(extra_env or {})
         return TerraformRunner(
             self.terraform, self.run_dir(run_id) / "tf" / cloud, env, on_event=on_event
         )
@@ -351,7 +355,10 @@ class RunManager:
         """
         spec = self.coordinator.spec(run_id)
         clouds: dict[str, str] = spec["cloud_types"]
-        runners = {cloud: self._runner(run_id, cloud) for cloud in clouds}
+        extra_env = {}
+        if step == "apply" and "local" in clouds.values():
+            extra_env[isolation.BWRAP_ENV] = self._isolation(run_id)
+        runners = {cloud: self._runner(run_id, cloud, extra_env) for cloud in clouds}
 
         def one(cloud: str) -> None:
             runner = runners[cloud]
@@ -399,6 +406,16 @@ class RunManager:
         for future in futures:
             future.result()
 
+    def _isolation(self, run_id: str) -> str:
+        """The bwrap every `local` launcher of this apply uses ("" for none), found once,
+        with one warning event saying what is not isolated when there is none."""
+        bwrap, reason = isolation.probe()
+        if bwrap is None:
+            self.store.add_event(
+                run_id, "warning", isolation.not_isolated_warning(reason), {"cloud": "local"}
+            )
+        return bwrap or ""
+
     def _apply_all(self, run_id: str) -> None:
         self._each_cloud(run_id, "apply")
 
@@ -415,11 +432,19 @@ class RunManager:
             return
         try:
             self._each_cloud(run_id, "destroy")
+            sandboxes = self.run_dir(run_id) / "sandboxes"
+            left = clear_leftovers(run_id, sandboxes)
+            if left:
+                self.store.add_event(
+                    run_id,
+                    "terraform",
+                    f"local: stopped {', '.join(left)}, left behind by an interrupted start",
+                    {"instances": left},
+                )
             self.store.set_checkpoint(run_id, "destroyed")
             # Nothing left to authenticate: drop the tokens and the empty sandbox root.
             shutil.rmtree(self.run_dir(run_id) / "tokens", ignore_errors=True)
             self.coordinator.retire(run_id)
-            sandboxes = self.run_dir(run_id) / "sandboxes"
             if sandboxes.is_dir() and not any(sandboxes.iterdir()):
                 sandboxes.rmdir()
         except Exception as err:

@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.e2e import REPO, cli, marked_processes
+from tests.e2e import REPO, agent_pids, cli, marked_processes
 
 
 def write_recipes(root: Path, flag: Path) -> None:
@@ -68,21 +68,12 @@ def wait_for_state(
 
 
 def agent_processes(run_id: str) -> list[str]:
-    names = []
-    for pid in marked_processes(run_id):
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if any(part.endswith(b"agent.py") for part in cmdline) and b"run" in cmdline:
-            instance = [e for e in environ if e.startswith(b"SLIPSTREAM_INSTANCE=")]
-            names.append(instance[0].decode().split("=", 1)[1])
-    return sorted(names)
+    """One name per agent daemon of the run (a name twice: an instance started twice)."""
+    return sorted(name for name, pids in agent_pids(run_id).items() for _ in pids)
 
 
-def test_resume_after_the_deploying_process_was_killed(tmp_path: Path) -> None:
-    home, flag = tmp_path / "home", tmp_path / "gate"
+def test_resume_after_the_deploying_process_was_killed(tmp_path: Path, outside: Path) -> None:
+    home, flag = tmp_path / "home", outside / "gate"  # where isolated instances see it
     write_recipes(tmp_path / "recipes", flag)
     deploying = start_deploy(home, tmp_path / "recipes" / "gated-app.yaml")
     run_id = wait_for_state(home, "Executing", deploying)
@@ -127,10 +118,12 @@ def test_destroy_cancels_a_run_on_its_way(tmp_path: Path) -> None:
     assert not (home / "runs" / run_id / "sandboxes").exists()
 
 
-def test_a_second_deploy_in_the_same_home_leaves_the_first_run_alone(tmp_path: Path) -> None:
+def test_a_second_deploy_in_the_same_home_leaves_the_first_run_alone(
+    tmp_path: Path, outside: Path
+) -> None:
     """Each run's agents follow the server of the process driving that run, not the
     newest process of the home."""
-    home, flag = tmp_path / "home", tmp_path / "gate"
+    home, flag = tmp_path / "home", outside / "gate"  # where isolated instances see it
     write_recipes(tmp_path / "recipes", flag)
     (tmp_path / "recipes" / "quick.yaml").write_text(
         "kind: deployment\nname: quick\nkeep_running: never\nnodes:\n  q: {component: ubuntu}\n"

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e import REPO, cli, marked_processes
+from engine.runs.launcher import server_file
+from tests.e2e import REPO, agent_pids, cli, marked_processes
 
 CREATE = """
 import sys
@@ -142,25 +143,6 @@ def wait_state(home: Path, run_id: str, wanted: str, seconds: float = 120) -> No
     raise AssertionError(f"run {run_id} did not reach {wanted}: {state_of(home, run_id)}")
 
 
-def agents_of(run_id: str) -> dict[str, list[int]]:
-    """Instance → pids of the agent daemons running for it (there must be one each)."""
-    found: dict[str, list[int]] = {}
-    for pid in marked_processes(run_id):
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if any(arg.endswith(b"agent.py") for arg in cmdline) and b"run" in cmdline:
-            instance = next(
-                e.split(b"=", 1)[1].decode()
-                for e in environ
-                if e.startswith(b"SLIPSTREAM_INSTANCE=")
-            )
-            found.setdefault(instance, []).append(pid)
-    return found
-
-
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
 def test_a_restart_while_executing_still_reaches_ready_with_no_duplicate(
     home: Path, tmp_path: Path, signum: int
@@ -172,7 +154,7 @@ def test_a_restart_while_executing_still_reaches_ready_with_no_duplicate(
     took = first.stop(signum)
     assert took < 40, f"serve took {took:.1f}s to stop"
     assert state_of(home, run_id)["state"] == "Executing"  # stopped, not aborted
-    before = agents_of(run_id)
+    before = agent_pids(run_id)
     assert sorted(before) == ["w.1", "w.2"] and all(len(p) == 1 for p in before.values())
 
     second = Served(home).start()
@@ -182,8 +164,8 @@ def test_a_restart_while_executing_still_reaches_ready_with_no_duplicate(
         params = doc["params"]
         assert isinstance(params, dict)
         assert params["w.1:done"] == "yes from w.1" and params["w.2:done"] == "yes from w.2"
-        assert agents_of(run_id) == before  # the same agents, none started twice
-        server_url = (home / "runs" / run_id / "server.url").read_text().strip()
+        assert agent_pids(run_id) == before  # the same agents, none started twice
+        server_url = server_file(home / "runs" / run_id).read_text().strip()
         assert server_url.endswith(f"/sockets/{second.proc.pid}.sock")  # type: ignore[union-attr]
     finally:
         second.stop()
@@ -194,10 +176,10 @@ def test_agents_of_a_ready_run_survive_a_ten_second_outage(home: Path, tmp_path:
     first = Served(home).start()
     run_id = create_run(home, recipe)
     wait_state(home, run_id, "Ready", seconds=90)
-    before = agents_of(run_id)
+    before = agent_pids(run_id)
     first.stop(signal.SIGTERM)
     time.sleep(10)
-    assert agents_of(run_id) == before  # still there, retrying
+    assert agent_pids(run_id) == before  # still there, retrying
     second = Served(home).start()
     try:
         wrapper = home / "runs" / run_id / "sandboxes" / "w.2" / "work" / "bin" / "ss-get"
@@ -210,6 +192,6 @@ def test_agents_of_a_ready_run_survive_a_ten_second_outage(home: Path, tmp_path:
                 break
             time.sleep(0.5)
         assert (got.returncode, got.stdout) == (0, "yes from w.1\n"), got.stderr
-        assert agents_of(run_id) == before
+        assert agent_pids(run_id) == before
     finally:
         second.stop()
