@@ -33,6 +33,7 @@ from engine.compile.compiler import compile_deployment
 from engine.compile.runspec import build_spec
 from engine.coordination.coordinator import Coordinator, token_hash
 from engine.coordination.hub import Hub
+from engine.coordination.keys import mapped_copies, with_copies
 from engine.errors import SlipstreamError, StateLocked
 from engine.files import write_atomic
 from engine.recipes.clouds import CloudsConfig
@@ -103,16 +104,16 @@ class RunManager:
                 token = secrets.token_urlsafe(32)
                 write_atomic(token_file(self.home, run_id, name), token + "\n", mode=0o600)
                 new_instances.append(NewInstance(name, node, i, cloud, token_hash(token)))
-                initial.update(
-                    {f"{name}:nodename": node, f"{name}:id": str(i), f"{name}:cloud": cloud}
-                )
+                initial.update(builtin_params(name, body, cloud))
                 for key, binding in body["inputs"].items():
                     if "value" in binding:
                         initial[f"{name}:{key}"] = str(binding["value"])
+                for key, default in body.get("output_defaults", {}).items():
+                    initial[f"{name}:{key}"] = str(default)
         self.store.create_run(
             NewRun(run_id, dep.name, user, dep.keep_running, dep.timeout_s, dumps(spec)),
             new_instances,
-            initial,
+            with_copies(mapped_copies(spec), initial),
         )
         self.store.add_event(
             run_id,
@@ -360,6 +361,28 @@ class RunManager:
     def _destroyed(self, run_id: str) -> bool:
         run = self.store.get_run(run_id)
         return run is not None and run.checkpoint == "destroyed"
+
+
+def builtin_params(instance: str, body: dict[str, Any], cloud: str) -> dict[str, str]:
+    """What the engine sets for an instance when its run is created (DESIGN section 4), under
+    our names and SlipStream's (``hostname`` and ``instanceid`` follow once it exists).
+
+    >>> body = {"multiplicity": 2, "image": "ubuntu-22.04", "size": "small"}
+    >>> builtin_params("web.2", body, "local")["web.2:node_instance_name"]
+    'web.2'
+    """
+    node, _, index = instance.partition(".")
+    values = {
+        "nodename": node,
+        "id": index,
+        "node_instance_name": instance,
+        "cloud": cloud,
+        "cloudservice": cloud,
+        "multiplicity": str(body["multiplicity"]),
+        "service-offer": str(body["size"]),
+        "image.id": str(body["image"]),
+    }
+    return {f"{instance}:{key}": value for key, value in values.items()}
 
 
 def _retry_locked(step: Callable[[], object]) -> None:
