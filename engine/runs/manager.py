@@ -52,6 +52,9 @@ POLL_S = 0.1
 TERMINATE_WAIT_S = 900.0
 CANCEL_WAIT_S = 300.0
 STATE_LOCK_WAIT_S = 300.0
+# How long an aborted run waits, before it is destroyed, for the reports of its instances
+# (agents send them after a failure, an abort or a timeout: SlipStream issue #170).
+REPORT_GRACE_S = 45.0
 # States of a run still on its way to Ready, in order.
 _ON_THE_WAY = ("Initializing", "Provisioning", "Executing", "SendingReports")
 
@@ -195,6 +198,8 @@ class RunManager:
             if run.state not in ("Aborted", "Cancelled", "Done"):
                 self.coordinator.set_state(run_id, "Cancelled" if run.cancelled else "Aborted")
             if run.cancelled or run.keep_running in ("never", "on-success"):
+                if not run.cancelled:
+                    self._await_reports(run_id)
                 self._destroy_all(run_id)
         elif run.state == "Finalizing" or (
             run.state == "Ready" and run.keep_running in ("never", "on-error")
@@ -203,6 +208,25 @@ class RunManager:
         final = self.store.get_run(run_id)
         assert final is not None
         return final.state
+
+    def _await_reports(self, run_id: str) -> None:
+        """Before destroying an aborted run, give every instance whose agent started a
+        moment to send its report (its logs say why the run failed)."""
+        booted = self.coordinator.voters(run_id, "Provisioning")
+        deadline = time.monotonic() + REPORT_GRACE_S
+        while True:
+            missing = booted - {r["instance"] for r in self.store.reports(run_id)}
+            if not missing:
+                return
+            if time.monotonic() > deadline:
+                self.store.add_event(
+                    run_id,
+                    "report",
+                    f"no report from {', '.join(sorted(missing))} after {REPORT_GRACE_S:g}s",
+                    {"instances": sorted(missing)},
+                )
+                return
+            time.sleep(POLL_S * 2)
 
     # -- Terraform --------------------------------------------------------------------
 
