@@ -1,7 +1,8 @@
 """Deploy-time overrides from the command line, chat or API: inputs, clouds, multiplicity.
 
 ``--input node:param=value`` sets one node's input (SlipStream's ``ss-execute --parameters
-node:param=value``); ``--input name=value`` a deployment input.
+node:param=value``; ``node:multiplicity`` and ``node:cloudservice`` set those, as there);
+``--input name=value`` a deployment input.
 
 Example:
     >>> o = Overrides.parse(inputs=["version=1.2", "web:greeting=hi"],
@@ -77,6 +78,23 @@ class Overrides:
                 )
             else:
                 parsed_mult[node] = int(value)
+        # ss-execute --parameters took node:multiplicity and node:cloudservice too
+        # (SlipStreamServer RunListResource.overrideNodes).
+        for node, values in node_inputs.items():
+            if "multiplicity" in values:
+                count = values.pop("multiplicity")
+                if re.fullmatch(r"[0-9]{1,5}", count):
+                    parsed_mult.setdefault(node, int(count))
+                else:
+                    problems.append(
+                        Problem(
+                            option_mark("--input", f"{node}:multiplicity={count}"),
+                            f"multiplicity must be a whole number >= 0, got `{count}`",
+                        )
+                    )
+            if "cloudservice" in values:
+                parsed_clouds.setdefault(node, (values.pop("cloudservice"),))
+        node_inputs = {node: values for node, values in node_inputs.items() if values}
         if problems:
             raise RecipeInvalid(problems)
         return cls(parsed_inputs, parsed_clouds, parsed_mult, tuple(warnings), node_inputs)

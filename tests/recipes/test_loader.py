@@ -238,3 +238,14 @@ nodes:
     assert "queue" not in node.bindings
     assert node.component.outputs["done"].default == "no"
     assert dep.values["note"] is None
+
+
+def test_slipstreams_node_multiplicity_and_cloudservice_parameters(recipes: Path) -> None:
+    overrides = Overrides.parse(inputs=["a:multiplicity=5", "b:cloudservice=rack"])
+    assert (dict(overrides.multiplicity), dict(overrides.clouds)) == ({"a": 5}, {"b": ("rack",)})
+    assert dict(overrides.node_inputs) == {}
+    dep = RecipeLoader(recipes, CLOUDS).deployment(recipes / "app.yaml", overrides)
+    assert dep.nodes["a"].multiplicity == 5
+    assert dep.nodes["b"].clouds == ("rack",)
+    with pytest.raises(RecipeInvalid, match="multiplicity must be a whole number >= 0, got `x`"):
+        Overrides.parse(inputs=["a:multiplicity=x"])
