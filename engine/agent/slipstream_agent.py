@@ -1311,6 +1311,7 @@ class Daemon:
                 else:
                     self.do_sending_reports()
                 self.vote(state)
+            self.finished.set()  # no script runs from here on: the abort watch may end
             if self.aborted:
                 self.report_after_failure()
             self.wait_until_over()

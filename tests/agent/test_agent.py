@@ -14,6 +14,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -979,7 +980,7 @@ def test_an_abort_while_a_script_runs_sends_the_logs_so_far(
         files = report_files(fake.reports[0][1])
         assert "working on it" in files["web.1/logs/deployment.log"].decode()
     finally:
-        proc.kill()
+        os.killpg(proc.pid, signal.SIGKILL)  # the daemon leads its group: the sleep too
         proc.communicate(timeout=10)
 
 
