@@ -393,7 +393,10 @@ class Coordinator:
             cache.abort = abort
             cache.values["ss:abort"] = abort
             self.hub.notify_run(run_id)
-        if state != cache.state and cache.advancing is None:
+        # Only forward: a read that raced the writer thread's commit of a later state is
+        # stale, and taking it would move the run back (a vote for the later state, already
+        # announced to the agents, would then be refused).
+        if STATES.index(state) > STATES.index(cache.state) and cache.advancing is None:
             self._entered(run_id, cache, state)
         return cache.state, cache.abort
 

@@ -1109,3 +1109,18 @@ def test_mappings_to_builtins_and_inputs_show_under_each_instance(
     assert shown["torque_master.1:secret"] == "***"
     assert "s3cret" not in json.dumps(shown)
     assert shown["client.1:queue"] == "10.0.0.7"
+
+
+def test_refresh_never_moves_a_run_back_on_a_stale_read(
+    env: Env, runs: Runs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The driver's refresh may read the store just before the writer thread commits the
+    # state a completed barrier moved to; taking that read would undo the move the agents
+    # were already told of (seen as "cannot vote SendingReports: the run is in Executing").
+    a = runs.a
+    for state in ("Provisioning", "Executing", "SendingReports"):
+        assert env.coordinator.set_state(a, state)
+    monkeypatch.setattr(env.store, "run_flags", lambda run_id: ("Executing", None))
+    assert env.coordinator.refresh(a) == ("SendingReports", None)
+    monkeypatch.setattr(env.store, "run_flags", lambda run_id: ("Aborted", "gone"))
+    assert env.coordinator.refresh(a) == ("Aborted", "gone")  # forward moves still apply
