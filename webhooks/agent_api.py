@@ -119,7 +119,9 @@ class AgentAPI:
 
     async def get_param(self, request: Request, run_id: str, caller: str) -> Response:
         key = request.path_params["key"]
-        answer = await self.coordinator.get(run_id, caller, key, wait_of(request))
+        answer = await self.coordinator.get(
+            run_id, caller, key, wait_of(request), ignore_abort_of(request)
+        )
         if answer is None:
             return JSONResponse({"error": "not set"}, 408)
         return json_answer(answer)
@@ -128,15 +130,20 @@ class AgentAPI:
         value = (await json_object(request)).get("value")
         if not isinstance(value, str):
             raise BadRequest("`value` must be text")
-        stored = await self.coordinator.put(run_id, caller, request.path_params["key"], value)
+        stored = await self.coordinator.put(
+            run_id, caller, request.path_params["key"], value, ignore_abort_of(request)
+        )
         return JSONResponse({"key": stored})
 
     async def get_all(self, request: Request, run_id: str, caller: str) -> Response:
         node, key = request.path_params["node"], request.path_params["key"]
-        values = await self.coordinator.get_all(run_id, caller, node, key, wait_of(request))
-        if values is None:
-            return JSONResponse({"error": "not set"}, 408)
-        return JSONResponse({"values": values})
+        found, complete = await self.coordinator.get_all(
+            run_id, caller, node, key, wait_of(request), ignore_abort_of(request)
+        )
+        body: dict[str, Any] = {"keys": [k for k, _ in found], "values": [v for _, v in found]}
+        if not complete:
+            return JSONResponse({"error": "not set", **body}, 408)
+        return JSONResponse(body)
 
     async def abort(self, request: Request, run_id: str, caller: str) -> Response:
         body = await json_object(request)
@@ -200,6 +207,14 @@ def wait_of(request: Request) -> float:
     if not math.isfinite(wait):
         raise BadRequest("wait must be a finite number of seconds")
     return wait
+
+
+def ignore_abort_of(request: Request) -> bool:
+    """``?ignore_abort=true``: read or write past the abort fence."""
+    text = request.query_params.get("ignore_abort", "false")
+    if text not in ("true", "false"):
+        raise BadRequest("ignore_abort must be true or false")
+    return text == "true"
 
 
 async def json_object(request: Request) -> dict[str, Any]:

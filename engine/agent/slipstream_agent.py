@@ -8,14 +8,18 @@ first argument:
 
     slipstream_agent.py run  [--env-file F]          the daemon
     slipstream_agent.py stop [--env-file F] [--grace S]
-    ss-get [--timeout S] [--noblock] KEY
-    ss-set KEY VALUE
-    ss-display MESSAGE
-    ss-abort [--cancel] MESSAGE
-    ss-random [--size N] [KEY]
-    ss-get-all [--timeout S] NODE KEY
+    ss-get [--timeout S] [--noblock] [--ignore-abort] KEY
+    ss-set [--ignore-abort] KEY VALUE
+    ss-display [--ignore-abort] MESSAGE
+    ss-abort [--cancel] [REASON]
+    ss-random [-s N] [KEY]
+    ss-get-all [--timeout S] [--noblock] [--ignore-abort] [--value [VALUE]] NODE KEY
 
-Exit status: 0 success, 1 failure (message on stderr), 2 usage error.
+The ``ss-*`` commands behave as SlipStream's client did (slipstream/SlipStreamClient,
+``client/src/main/python/ss-*.py``), exit codes included: 0 success, 1 failure, 2 usage
+error, 4 server unreachable, 6 server not trusted, 7 request refused, 8 run aborted,
+9 timeout. Options that
+client accepted are accepted, or refused with a message saying what to do instead.
 
 Configuration comes from the environment (or ``KEY=VALUE`` lines of ``--env-file``):
 ``SLIPSTREAM_SERVER``, ``SLIPSTREAM_SERVER_FILE``, ``SLIPSTREAM_RUN_ID``,
@@ -54,6 +58,10 @@ from typing import IO, Any
 
 API_PREFIX = "/agent/v1/runs/"
 DEFAULT_RETRY_SECONDS = 300.0
+#: The server's cap on one report archive (webhooks/agent_api.py MAX_REPORT_BYTES).
+MAX_REPORT_BYTES = 50 * 1024 * 1024
+#: How long ``reporting`` may run after a failure, when the run is over anyway.
+REPORTING_LIMIT_S = 30.0
 MAX_WAIT_CHUNK = 30  # seconds per long-poll request
 STOP_GRACE_SECONDS = 10.0
 RANDOM_ALPHABET = string.ascii_letters + string.digits
@@ -85,12 +93,14 @@ PRIVATE_ENV = frozenset(
 )
 
 USAGES = {
-    "ss-get": "ss-get [--timeout S] [--noblock] KEY",
-    "ss-set": "ss-set KEY VALUE",
-    "ss-display": "ss-display MESSAGE",
-    "ss-abort": "ss-abort [--cancel] MESSAGE",
-    "ss-random": "ss-random [--size N] [KEY]",
-    "ss-get-all": "ss-get-all [--timeout S] NODE KEY",
+    "ss-get": "ss-get [--timeout S] [--noblock] [--ignore-abort] KEY",
+    "ss-set": "ss-set [--ignore-abort] KEY VALUE",
+    "ss-display": "ss-display [--ignore-abort] MESSAGE",
+    "ss-abort": "ss-abort [--cancel] [REASON]",
+    "ss-random": "ss-random [-s|--size N] [KEY]",
+    "ss-get-all": (
+        "ss-get-all [--timeout S] [--noblock] [--ignore-abort] [--value [VALUE]] NODE KEY"
+    ),
     "run": "slipstream_agent.py run [--env-file F]",
     "stop": "slipstream_agent.py stop [--env-file F] [--grace S]",
 }
@@ -102,19 +112,58 @@ LOG = logging.getLogger("slipstream_agent")
 
 
 class AgentError(Exception):
-    """A failure reported as ``<prog>: <message>`` on stderr, exit status 1."""
+    """A failure reported as ``<prog>: <message>`` on stderr, exit status ``code``."""
+
+    code = 1
+
+
+class Refused(AgentError):
+    """The server refused the request (4xx): SlipStream's ClientError, exit status 7."""
+
+    code = 7
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class Unreachable(AgentError):
+    """No server answered for as long as we retried: SlipStream's NetworkError, status 4."""
+
+    code = 4
+
+
+class Untrusted(Unreachable):
+    """Only servers we may not trust answered (a pinned certificate or a private socket
+    did not match): SlipStream's SecurityError, exit status 6."""
+
+    code = 6
 
 
 class AbortedError(AgentError):
-    """The run's abort flag is up (the server answered 409): fail fast."""
+    """The run's abort flag is up (the server answered 409): fail fast, exit status 8."""
+
+    code = 8
 
     def __init__(self, abort_message: str) -> None:
         super().__init__(f"run aborted: {abort_message}")
         self.abort_message = abort_message
 
 
-class TokenRefused(AgentError):
+class TokenRefused(Refused):
     """The server no longer knows this instance's token: its run was destroyed."""
+
+
+class WaitTimedOut(AgentError):
+    """A blocking get ran out of time: SlipStream's TimeoutException, exit status 9, with
+    its message (``Client.getRuntimeParameter``), printed as its commands printed it."""
+
+    code = 9
+
+    def __init__(self, timeout: float, key: str) -> None:
+        super().__init__(
+            f"Exceeded timeout limit of {format_number(timeout)} waiting for key '{key}' to be set"
+        )
 
 
 class UsageError(Exception):
@@ -136,14 +185,40 @@ class StepFailed(Exception):
 # --------------------------------------------------------------------------- command line
 
 
-def parse_options(
-    argv: Sequence[str], spec: Mapping[str, bool]
-) -> tuple[dict[str, Any], list[str]]:
-    """Split argv into options and positional arguments.
+#: Options SlipStream's client accepted that mean nothing here, and what to do instead.
+_LOGIN = (
+    "SlipStream's login options are not needed: this machine's agent authenticates it to "
+    "its server; remove them"
+)
+FOREIGN_OPTIONS = {
+    "--endpoint": (
+        "--endpoint (the SlipStream server's URL) is not needed: this machine's agent knows "
+        "its server; remove it"
+    ),
+    "--username": _LOGIN,
+    "-u": _LOGIN,
+    "--password": _LOGIN,
+    "-p": _LOGIN,
+    "--cookie": _LOGIN,
+}
 
-    ``spec`` maps each long option to whether it takes a value. Both ``--opt V`` and
-    ``--opt=V`` are accepted, options may come between arguments, ``--`` ends options.
+
+def parse_options(
+    argv: Sequence[str], spec: Mapping[str, bool], aliases: Mapping[str, str] | None = None
+) -> tuple[dict[str, Any], list[str]]:
+    """Split argv into options and positional arguments, the way SlipStream's optparse did.
+
+    ``spec`` maps each long option to whether it takes a value; ``aliases`` maps short
+    options to long ones (``-s`` → ``--size``). ``--opt V``, ``--opt=V``, ``-s V``,
+    ``-sV`` and unambiguous prefixes (``--time`` for ``--timeout``) are accepted, options
+    may come between arguments, ``--`` ends options. SlipStream options that have no use
+    here are refused with a message saying what to do instead.
+
+    >>> parse_options(["--time=5", "-v", "k"], {"--timeout": True, "--verbose": False},
+    ...               {"-v": "--verbose"})
+    ({'--timeout': '5', '--verbose': True}, ['k'])
     """
+    shorts = dict(aliases or {})
     options: dict[str, Any] = {}
     args: list[str] = []
     i = 0
@@ -158,22 +233,52 @@ def parse_options(
         if not token.startswith("-") or token == "-":
             args.append(token)
             continue
-        name, has_inline, inline = token.partition("=")
-        if name not in spec:
-            raise UsageError(f"unknown option {name}")
-        if spec[name]:
-            if has_inline:
-                options[name] = inline
-            elif i < len(argv):
-                options[name] = argv[i]
-                i += 1
-            else:
-                raise UsageError(f"option {name} needs a value")
+        pending: list[tuple[str, str | None]] = []
+        if token.startswith("--"):
+            name, has_inline, text = token.partition("=")
+            pending.append((_long_name(name, spec), text if has_inline else None))
         else:
-            if has_inline:
+            rest = token[1:]
+            while rest:
+                short, rest = "-" + rest[0], rest[1:]
+                if short in FOREIGN_OPTIONS and short not in shorts:
+                    raise UsageError(FOREIGN_OPTIONS[short])
+                if short not in shorts:
+                    raise UsageError(f"unknown option {short}")
+                name = shorts[short]
+                if spec[name]:
+                    pending.append((name, rest or None))
+                    break
+                pending.append((name, None))
+        for name, inline in pending:
+            if spec[name]:
+                if inline is not None:
+                    options[name] = inline
+                elif i < len(argv):
+                    options[name] = argv[i]
+                    i += 1
+                else:
+                    raise UsageError(f"option {name} needs a value")
+            elif inline is not None and token.startswith("--"):
                 raise UsageError(f"option {name} takes no value")
-            options[name] = True
+            else:
+                options[name] = True
     return options, args
+
+
+def _long_name(name: str, spec: Mapping[str, bool]) -> str:
+    """The option ``name`` stands for: itself, or the one long option it is a prefix of."""
+    if name in spec:
+        return name
+    if name in FOREIGN_OPTIONS:
+        raise UsageError(FOREIGN_OPTIONS[name])
+    known = [n for n in (*spec, *FOREIGN_OPTIONS) if n.startswith("--")]
+    matches = sorted({n for n in known if n.startswith(name)})
+    if len(matches) == 1:
+        return _long_name(matches[0], spec)
+    if matches:
+        raise UsageError(f"option {name} is ambiguous ({', '.join(matches)})")
+    raise UsageError(f"unknown option {name}")
 
 
 def parse_seconds(name: str, text: str) -> float:
@@ -186,8 +291,9 @@ def parse_seconds(name: str, text: str) -> float:
     return value
 
 
-def format_seconds(value: float) -> str:
-    return f"{int(value)}s" if value == int(value) else f"{value:g}s"
+def format_number(value: float) -> str:
+    """``60`` for 60.0, ``1.5`` for 1.5."""
+    return str(int(value)) if value == int(value) else f"{value:g}"
 
 
 # --------------------------------------------------------------------------- configuration
@@ -493,6 +599,7 @@ class Client:
         run = urllib.parse.quote(self.config.run_id, safe="")
         give_up = None if self.retry_for is None else time.monotonic() + self.retry_for
         delay = 0.25
+        untrusted = False
         while True:
             base = self.base_url()
             connection, reused = self._take(base, timeout)
@@ -506,53 +613,71 @@ class Client:
                     self._give_back(base, connection)
                 if answer.status < 500:
                     return Response(answer.status, raw)
-                problem = f"HTTP {answer.status}"
+                problem, untrusted = f"HTTP {answer.status}", False
             except (OSError, http.client.HTTPException) as err:
                 connection.close()
                 if reused and not isinstance(err, (PinMismatch, socket.timeout)):
                     continue  # the server closed an idle kept-alive connection: reconnect
-                problem = str(err) if isinstance(err, PinMismatch) else _describe(err)
+                untrusted = isinstance(err, PinMismatch)
+                problem = str(err) if untrusted else _describe(err)
             if give_up is not None and time.monotonic() + delay > give_up:
-                raise AgentError(f"cannot reach the server at {base}: {problem}")
+                failure = Untrusted if untrusted else Unreachable
+                raise failure(f"cannot reach the server at {base}: {problem}")
             self.note(f"{method} {path}: {problem}; retrying in {delay:g}s")
             time.sleep(delay)
             delay = min(delay * 2, 5.0)
 
     @staticmethod
     def check(response: Response, what: str) -> dict[str, Any]:
-        """The body of a 2xx answer; AbortedError on 409, AgentError on other 4xx."""
+        """The body of a 2xx answer; AbortedError on 409, Refused on other 4xx."""
         if response.ok:
             return response.body
         if response.status == 409:
             raise AbortedError(str(response.body.get("abort") or response.error))
         if response.status == 401:
-            raise TokenRefused(f"{what}: {response.error} (HTTP 401)")
-        raise AgentError(f"{what}: {response.error} (HTTP {response.status})")
+            raise TokenRefused(f"{what}: {response.error} (HTTP 401)", 401)
+        raise Refused(f"{what}: {response.error} (HTTP {response.status})", response.status)
 
     # -- the API, one method per endpoint
 
-    def get_param(self, key: str, wait: int) -> str | None:
+    def get_param(self, key: str, wait: int, ignore_abort: bool = False) -> str | None:
         """The value, or None when still unset after ``wait`` seconds (408)."""
         path = f"/params/{urllib.parse.quote(key, safe='')}?wait={wait}"
+        if ignore_abort:
+            path += "&ignore_abort=true"
         response = self.request("GET", path, timeout=wait + 30)
         if response.status == 408:
             return None
         value = self.check(response, key).get("value")
         return "" if value is None else str(value)
 
-    def set_param(self, key: str, value: str) -> None:
+    def set_param(self, key: str, value: str, ignore_abort: bool = False) -> None:
         path = f"/params/{urllib.parse.quote(key, safe='')}"
+        if ignore_abort:
+            path += "?ignore_abort=true"
         self.check(self.request("PUT", path, body={"value": value}), key)
 
-    def get_all(self, node: str, key: str, wait: int) -> list[str] | None:
+    def get_all(
+        self, node: str, key: str, wait: int, ignore_abort: bool = False
+    ) -> tuple[list[tuple[str, str | None]], bool]:
+        """``(key, value or None)`` per instance of ``node``, and whether all were set."""
         quoted_node = urllib.parse.quote(node, safe="")
         quoted_key = urllib.parse.quote(key, safe="")
         path = f"/nodes/{quoted_node}/params/{quoted_key}?wait={wait}"
+        if ignore_abort:
+            path += "&ignore_abort=true"
         response = self.request("GET", path, timeout=wait + 30)
-        if response.status == 408:
-            return None
-        values = self.check(response, f"{node}:{key}").get("values") or []
-        return ["" if value is None else str(value) for value in values]
+        body = response.body if response.status == 408 else self.check(response, f"{node}:{key}")
+        values = body.get("values") or []
+        names = body.get("keys") or []
+        found = [
+            (
+                str(names[i]) if i < len(names) else f"{node}.{i + 1}:{key}",
+                None if value is None else str(value),
+            )
+            for i, value in enumerate(values)
+        ]
+        return found, response.status != 408
 
     def abort(self, message: str, cancel: bool = False) -> None:
         response = self.request("POST", "/abort", body={"message": message, "cancel": cancel})
@@ -629,6 +754,62 @@ class Context:
         return data.decode("utf-8", "surrogateescape")
 
 
+#: SlipStream's ss-get and ss-get-all waited this long unless told otherwise (``--timeout``).
+DEFAULT_GET_TIMEOUT = 60.0
+NODE_KEYS = ("multiplicity", "ids")
+#: Options of every ss-* command (SlipStream's VMCommandBase added --run and --endpoint).
+COMMON_SPEC = {"--verbose": False, "--run": True}
+COMMON_ALIASES = {"-v": "--verbose"}
+
+
+def qualify(instance: str, key: str) -> str:
+    """The full key SlipStream's ``Client._qualifyKey`` made of ``key`` (the server does
+    the same; the agent needs it only to name the key in messages).
+
+    >>> qualify("web.2", "db_url"), qualify("web.2", "db:url"), qualify("web.2", "ids")
+    ('web.2:db_url', 'db.1:url', 'web:ids')
+    """
+    if ":" not in key:
+        if not instance:
+            return key
+        return f"{instance.partition('.')[0]}:{key}" if key in NODE_KEYS else f"{instance}:{key}"
+    head, _, name = key.partition(":")
+    if head == "ss" or "." in head or name in NODE_KEYS:
+        return key
+    return f"{head}.1:{name}"
+
+
+def command_options(
+    argv: Sequence[str],
+    ctx: Context,
+    spec: Mapping[str, bool],
+    aliases: Mapping[str, str] | None = None,
+) -> tuple[dict[str, Any], list[str]]:
+    """Options and arguments of an ss-* command, with SlipStream's common options.
+
+    ``--run UUID`` is accepted when it names this machine's own run (``$SLIPSTREAM_DIID``):
+    a script can reach no other.
+    """
+    options, args = parse_options(
+        argv, {**COMMON_SPEC, **spec}, {**COMMON_ALIASES, **(aliases or {})}
+    )
+    if "--run" in options:
+        own = ctx.client().config.run_id
+        if options["--run"] != own:
+            raise UsageError(
+                f"--run {options['--run']}: a script can reach only its own run ({own}); "
+                "remove --run"
+            )
+    return options, args
+
+
+def get_timeout(options: Mapping[str, Any]) -> float | None:
+    """The wait bound of a blocking get: SlipStream's 60 s by default, none for 0."""
+    text = options.get("--timeout")
+    timeout = DEFAULT_GET_TIMEOUT if text is None else parse_seconds("--timeout", text)
+    return timeout or None
+
+
 def wait_chunk(deadline: float | None) -> int:
     """Seconds to ask the server to hold the next long-poll request."""
     if deadline is None:
@@ -644,53 +825,86 @@ def pace(started: float, wait: int, deadline: float | None) -> None:
         time.sleep(pause)
 
 
+GET_SPEC = {"--timeout": True, "--noblock": False, "--ignore-abort": False}
+
+
 def cmd_get(argv: Sequence[str], ctx: Context) -> int:
-    options, args = parse_options(argv, {"--timeout": True, "--noblock": False})
+    """``ss-get KEY``: the value once set; an empty line with ``--noblock`` if unset; after
+    the timeout (60 s by default, ``--timeout 0`` for none) exit status 9 and SlipStream's
+    message."""
+    options, args = command_options(argv, ctx, GET_SPEC)
     if len(args) != 1:
         raise UsageError("expects exactly one KEY")
     key = args[0]
-    timeout = parse_seconds("--timeout", options["--timeout"]) if "--timeout" in options else None
+    timeout = get_timeout(options)
     noblock = bool(options.get("--noblock"))
+    ignore_abort = bool(options.get("--ignore-abort"))
     client = ctx.client()
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         wait = 0 if noblock else wait_chunk(deadline)
         started = time.monotonic()
-        value = client.get_param(key, wait)
-        if value is not None:
-            ctx.write(value + "\n")
+        value = client.get_param(key, wait, ignore_abort)
+        if value is not None or noblock:
+            ctx.write((value or "") + "\n")
             return 0
-        if noblock:
-            raise AgentError(f"{key} is not set")
         if deadline is not None and time.monotonic() >= deadline:
             assert timeout is not None
-            raise AgentError(f"timeout after {format_seconds(timeout)} waiting for {key}")
+            raise WaitTimedOut(timeout, qualify(client.config.instance, key))
         pace(started, wait, deadline)
 
 
 def cmd_get_all(argv: Sequence[str], ctx: Context) -> int:
-    options, args = parse_options(argv, {"--timeout": True})
+    """``ss-get-all NODE KEY``: ``node.i:key value`` per instance, as SlipStream printed
+    them; an instance that has not set KEY by the timeout prints an empty value and
+    SlipStream's timeout message on stderr. ``--value VALUE`` checks every value equals
+    VALUE (exit status 1 otherwise, as SlipStream's did); ``--value`` alone prints the values
+    only, one per line."""
+    spec = {**GET_SPEC, "--value": False}
+    # SlipStream's --value took a VALUE; without one (only NODE KEY besides it) it asks
+    # for the values only.
+    try:
+        _, positional = parse_options(argv, {**COMMON_SPEC, **spec}, COMMON_ALIASES)
+        spec["--value"] = len(positional) == 3
+    except UsageError:  # --value=VALUE, or a mistake the real parse below reports
+        spec["--value"] = True
+    options, args = command_options(argv, ctx, spec)
     if len(args) != 2:
         raise UsageError("expects NODE and KEY")
     node, key = args
-    timeout = parse_seconds("--timeout", options["--timeout"]) if "--timeout" in options else None
+    timeout = get_timeout(options)
+    noblock = bool(options.get("--noblock"))
+    ignore_abort = bool(options.get("--ignore-abort"))
     client = ctx.client()
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
-        wait = wait_chunk(deadline)
+        wait = 0 if noblock else wait_chunk(deadline)
         started = time.monotonic()
-        values = client.get_all(node, key, wait)
-        if values is not None:
-            ctx.write("".join(value + "\n" for value in values))
-            return 0
-        if deadline is not None and time.monotonic() >= deadline:
-            assert timeout is not None
-            raise AgentError(f"timeout after {format_seconds(timeout)} waiting for {node}:{key}")
+        found, complete = client.get_all(node, key, wait, ignore_abort)
+        if complete or noblock or (deadline is not None and time.monotonic() >= deadline):
+            break
         pace(started, wait, deadline)
+    if not noblock and timeout is not None:
+        for name, value in found:
+            if value is None:
+                ctx.error(str(WaitTimedOut(timeout, name)) + "\n")
+    lines = "".join(f"{name} {value or ''}\n" for name, value in found)
+    expected = options.get("--value")
+    if expected is True:
+        ctx.write("".join(f"{value or ''}\n" for _, value in found))
+    elif isinstance(expected, str):
+        if any(value != expected for _, value in found):
+            ctx.error(f"RTP value on some components not equal to the expected value: {expected}\n")
+            ctx.write(lines)
+            return 1
+    else:
+        ctx.write(lines)
+    return 0
 
 
 def cmd_set(argv: Sequence[str], ctx: Context) -> int:
-    _, args = parse_options(argv, {})
+    """``ss-set KEY VALUE``; ``ss-set KEY -`` reads the value from stdin."""
+    options, args = command_options(argv, ctx, {"--ignore-abort": False})
     if len(args) != 2:
         raise UsageError("expects KEY and VALUE")
     value = args[1]
@@ -698,28 +912,35 @@ def cmd_set(argv: Sequence[str], ctx: Context) -> int:
         # The value from stdin keeps secrets out of argv (/proc/*/cmdline is world-readable).
         value = ctx.stdin()
         value = value[:-1] if value.endswith("\n") else value
-    ctx.client().set_param(args[0], value)
+    ctx.client().set_param(args[0], value, bool(options.get("--ignore-abort")))
     return 0
 
 
 def cmd_display(argv: Sequence[str], ctx: Context) -> int:
-    _, args = parse_options(argv, {})
+    options, args = command_options(argv, ctx, {"--ignore-abort": False})
     if not args:
         raise UsageError("expects a MESSAGE")
-    ctx.client().set_param("statecustom", " ".join(args))
+    ctx.client().set_param("statecustom", " ".join(args), bool(options.get("--ignore-abort")))
     return 0
 
 
 def cmd_abort(argv: Sequence[str], ctx: Context) -> int:
-    options, args = parse_options(argv, {"--cancel": False})
-    if not args:
-        raise UsageError("expects a MESSAGE")
-    ctx.client().abort(" ".join(args), cancel=bool(options.get("--cancel")))
+    """``ss-abort [REASON]`` raises the run's abort flag (``(unspecified)`` without a
+    reason, as SlipStream's); ``--cancel REASON`` ends the run as Cancelled."""
+    options, args = command_options(argv, ctx, {"--cancel": False})
+    cancel = bool(options.get("--cancel"))
+    if cancel and not args:
+        raise UsageError(
+            "--cancel without a reason cleared the abort flag in SlipStream; here an abort is "
+            "final (the run drains, then keep_running decides). To end the run as Cancelled, "
+            "give a reason: ss-abort --cancel REASON"
+        )
+    ctx.client().abort(" ".join(args) or "(unspecified)", cancel=cancel)
     return 0
 
 
 def cmd_random(argv: Sequence[str], ctx: Context) -> int:
-    options, args = parse_options(argv, {"--size": True})
+    options, args = command_options(argv, ctx, {"--size": True}, {"-s": "--size"})
     if len(args) > 1:
         raise UsageError("expects at most one KEY")
     size = 12
@@ -740,8 +961,25 @@ def cmd_random(argv: Sequence[str], ctx: Context) -> int:
 # --------------------------------------------------------------------------- scripts
 
 
+def log_line(stream: str, line: bytes) -> bytes:
+    """A script's output line as its log keeps it: when, which stream, what.
+
+    >>> log_line("err", b"boom\\n")[23:]
+    b' err| boom\\n'
+    """
+    now = time.time()
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now)) + f".{int(now % 1 * 1000):03d}"
+    return f"{stamp} {stream}| ".encode() + (line if line.endswith(b"\n") else line + b"\n")
+
+
+def is_trace(text: str) -> bool:
+    """A ``sh -x`` trace line (``+ cmd``, ``++ cmd`` in nested substitutions)."""
+    return text.startswith("+")
+
+
 class ScriptRun:
-    """One process whose stdout and stderr are copied, line by line, into a log file.
+    """One process whose stdout and stderr are copied, line by line and timestamped, into
+    a log file; it remembers the last meaningful line for the abort message.
 
     The copy runs in threads that outlive the process if a background child keeps the
     pipes open (``server &`` in a deployment script): the agent does not wait for it.
@@ -752,6 +990,7 @@ class ScriptRun:
         self.log = log
         self.lock = threading.Lock()
         self.last_stderr = ""
+        self.last_trace = ""
         self.last_stdout = ""
         self.open_pumps = 2  # the log is closed when both pipes are drained
         self.proc = subprocess.Popen(
@@ -775,12 +1014,14 @@ class ScriptRun:
             text = line.decode("utf-8", "replace").strip()
             with self.lock:
                 if text:
-                    if is_stderr:
-                        self.last_stderr = text
-                    else:
+                    if not is_stderr:
                         self.last_stdout = text
+                    elif is_trace(text):
+                        self.last_trace = text
+                    else:
+                        self.last_stderr = text
                 try:
-                    self.log.write(line if line.endswith(b"\n") else line + b"\n")
+                    self.log.write(log_line("err" if is_stderr else "out", line))
                     self.log.flush()
                 except (OSError, ValueError):
                     pass
@@ -790,15 +1031,24 @@ class ScriptRun:
             if self.open_pumps == 0:
                 self.log.close()
 
-    def wait(self) -> int:
-        code = self.proc.wait()
+    def wait(self, limit: float | None = None) -> int | None:
+        """The exit status; None when ``limit`` seconds passed first (the process is
+        killed; a child it left in the background is not)."""
+        try:
+            code = self.proc.wait(limit)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            return None
         for thread in self.threads:
             thread.join(timeout=2.0)
         return code
 
     def last_line(self) -> str:
+        """The last stderr line that is not a ``sh -x`` trace, else the last stdout line,
+        else the last trace line."""
         with self.lock:
-            return self.last_stderr or self.last_stdout or "(no output)"
+            return self.last_stderr or self.last_stdout or self.last_trace or "(no output)"
 
 
 # --------------------------------------------------------------------------- the agent's socket
@@ -838,7 +1088,7 @@ def main():
     except OSError as err:
         name = args[0].decode("utf-8", "replace")
         sys.stderr.write("%s: the agent is not answering (%s)\\n" % (name, err.strerror or err))
-        return 1
+        return 4
     head, _, rest = b"".join(chunks).partition(b"\\n")
     try:
         code, out_size, err_size = (int(part) for part in head.split())
@@ -973,6 +1223,14 @@ class Daemon:
         self.instance = config.instance
         self.state = ""
         self.aborted = False
+        # Seen by the abort watch (another thread): the run's abort message, once raised.
+        self.abort_seen: str | None = None
+        self.script_running = threading.Event()
+        self.finished = threading.Event()
+        self.report_lock = threading.RLock()
+        self.report_dir: str | None = None
+        self.reporting_ran = False
+        self.reported = False
 
     # -- setup
 
@@ -1013,6 +1271,22 @@ class Daemon:
     # -- the run
 
     def run(self) -> int:
+        """Take this instance through the run; the daemon's exit status.
+
+        Whatever goes wrong ends in an abort that names it (a failed step, a request the
+        server refused) and a report holding the script logs; a destroyed run (its token
+        refused) ends the agent quietly.
+        """
+        watch = threading.Thread(target=self.watch_for_abort, name="abort-watch", daemon=True)
+        try:
+            return self._run(watch)
+        except TokenRefused as err:
+            LOG.info("the server no longer knows this instance's token (%s): agent exits", err)
+            return 0
+        finally:
+            self.finished.set()
+
+    def _run(self, watch: threading.Thread) -> int:
         try:
             self.recipe = self.client.recipe()
             self.instance = self.instance or str(self.recipe.get("instance") or "")
@@ -1024,6 +1298,7 @@ class Daemon:
                 bool(self.recipe.get("built")),
             )
             self.vote("Provisioning")
+            watch.start()
             for state in WORK_STATES:
                 if not self.wait_for(state):
                     break
@@ -1036,17 +1311,64 @@ class Daemon:
                 else:
                     self.do_sending_reports()
                 self.vote(state)
+            self.finished.set()  # no script runs from here on: the abort watch may end
+            if self.aborted:
+                self.report_after_failure()
             self.wait_until_over()
             return 0
         except StepFailed as failure:
             LOG.error("%s", failure.message)
             self.raise_abort(failure.message)
+            self.report_after_failure()
             return 1
         except AbortedError as err:
             LOG.warning("the run was aborted: %s", err.abort_message)
             self.aborted = True
+            self.report_after_failure()
             self.wait_until_over()
             return 0
+        except TokenRefused:
+            raise
+        except AgentError as err:
+            # A 4xx the agent did not expect, or a server gone for too long: say so.
+            message = f"agent of `{self.instance}`: {err}"
+            LOG.error("%s", message)
+            self.raise_abort(message)
+            self.report_after_failure()
+            return 1
+        except Exception as err:
+            LOG.exception("agent failure")
+            message = f"agent of `{self.instance}` failed: {type(err).__name__}: {err}"
+            self.raise_abort(message)
+            self.report_after_failure()
+            return 1
+
+    def watch_for_abort(self) -> None:
+        """Thread: follow the run's state; when an abort comes while a script runs, send the
+        logs so far, since that script may never end (SlipStream issue #170)."""
+        state: str | None = None
+        while not self.finished.is_set():
+            started = time.monotonic()
+            try:
+                doc = self.client.state(wait=MAX_WAIT_CHUNK, after=state)
+            except AgentError:
+                return
+            if doc.get("abort"):
+                self.abort_seen = str(doc["abort"])
+                with self.report_lock:
+                    # Not once the daemon reports after a failure of its own: one report.
+                    if self.script_running.is_set() and not self.finished.is_set():
+                        LOG.warning(
+                            "the run was aborted while a script runs: sending the logs so far"
+                        )
+                        self.send_report(partial=True)
+                return
+            new = str(doc.get("state") or "")
+            if new in OVER_STATES:
+                return
+            if new == state:
+                pace(started, MAX_WAIT_CHUNK, None)
+            state = new
 
     def vote(self, state: str) -> None:
         LOG.info("vote: %s complete", state)
@@ -1121,13 +1443,73 @@ class Daemon:
         self.run_script("deployment")
 
     def do_sending_reports(self) -> None:
+        self.run_reporting()
+        self.send_report()
+
+    def run_reporting(self, limit: float | None = None, fenced: bool = True) -> None:
+        """The ``reporting`` script, with a fresh ``$SLIPSTREAM_REPORT_DIR``."""
         reports = os.path.join(self.workdir, "reports")
         os.makedirs(reports, exist_ok=True)
-        report_dir = tempfile.mkdtemp(prefix="report-", dir=reports)
-        self.run_script("reporting", {"SLIPSTREAM_REPORT_DIR": report_dir})
-        archive = tar_gz(report_dir, self.instance or "report")
-        LOG.info("uploading the report (%d bytes)", len(archive))
-        self.client.report(archive)
+        self.report_dir = tempfile.mkdtemp(prefix="report-", dir=reports)
+        self.reporting_ran = True
+        env = {"SLIPSTREAM_REPORT_DIR": self.report_dir}
+        self.run_script("reporting", env, limit, fenced)
+
+    def report_after_failure(self) -> None:
+        """After a failure or an abort: run ``reporting`` (bounded; its failure is only
+        logged) unless it ran, then send the report. Never raises: the run is over."""
+        with self.report_lock:
+            self.finished.set()  # the abort watch sends no partial report from now on
+        if self.reported:
+            return
+        try:
+            if not self.reporting_ran:
+                try:
+                    self.run_reporting(limit=REPORTING_LIMIT_S, fenced=False)
+                except StepFailed as failure:
+                    LOG.warning("after the failure: %s", failure.message)
+            self.send_report()
+        except StepFailed as failure:
+            LOG.error("%s", failure.message)
+            self.raise_abort(failure.message)
+        except AgentError as err:
+            LOG.error("could not send the report: %s", err)
+        except Exception:
+            LOG.exception("could not send the report")
+
+    def send_report(self, partial: bool = False) -> None:
+        """Upload the report: what ``reporting`` left in its folder and the script logs.
+
+        One over the server's limit is not sent: the run is aborted naming its size (the
+        logs alone are sent instead, so the cause stays readable). ``partial`` (the logs
+        so far, from the abort watch) leaves the final report still to send.
+        """
+        with self.report_lock:
+            if self.reported:
+                return
+            path = report_archive(self.instance, self.report_dir, self.logs_dir, self.workdir)
+            try:
+                size = os.path.getsize(path)
+                if size > MAX_REPORT_BYTES:
+                    os.remove(path)
+                    path = report_archive(self.instance, None, self.logs_dir, self.workdir)
+                    upload_file(self.client, path, quiet=True)
+                    self.reported = True
+                    raise StepFailed(
+                        f"report of `{self.instance}` is {size / (1 << 20):.1f} MiB, over the "
+                        f"{MAX_REPORT_BYTES >> 20} MiB limit (the script logs were sent alone)"
+                    )
+                LOG.info("uploading the report (%d bytes)%s", size, " (partial)" * partial)
+                try:
+                    upload_file(self.client, path)
+                except TokenRefused:
+                    raise
+                except Refused as err:
+                    raise StepFailed(f"report of `{self.instance}` was refused: {err}") from None
+                self.reported = not partial
+            finally:
+                with contextlib.suppress(OSError):
+                    os.remove(path)
 
     def packages_step(self) -> None:
         packages = [str(name) for name in self.recipe.get("packages") or []]
@@ -1155,6 +1537,7 @@ class Daemon:
         env["SLIPSTREAM_NODE"] = str(self.recipe.get("node") or "")
         env["SLIPSTREAM_INDEX"] = str(self.recipe.get("index") or "")
         env["SLIPSTREAM_CLOUD_TYPE"] = str(self.recipe.get("cloud_type") or "")
+        env["SLIPSTREAM_DIID"] = self.config.run_id  # SlipStream's name: `ss-get --run $it`
         env["PATH"] = self.bin_dir + os.pathsep + env.get("PATH", os.defpath)
         env.update(extra)
         return env
@@ -1175,10 +1558,20 @@ class Daemon:
                 found.append((str(part.get("component") or self.recipe.get("node") or ""), text))
         return found
 
-    def run_script(self, name: str, extra_env: Mapping[str, str] | None = None) -> None:
+    def run_script(
+        self,
+        name: str,
+        extra_env: Mapping[str, str] | None = None,
+        limit: float | None = None,
+        fenced: bool = True,
+    ) -> None:
+        """Run each part of script ``name``; ``limit`` bounds each part's seconds. Once
+        the run is aborted no further part starts (unless not ``fenced``)."""
         parts = self.script_parts(name)
         for number, (component, text) in enumerate(parts, 1):
-            self._run_part(name, number, len(parts), component, text, extra_env or {})
+            if fenced and self.abort_seen is not None:
+                raise AbortedError(self.abort_seen)
+            self._run_part(name, number, len(parts), component, text, extra_env or {}, limit)
 
     def _run_part(
         self,
@@ -1188,6 +1581,7 @@ class Daemon:
         component: str,
         text: str,
         extra_env: Mapping[str, str],
+        limit: float | None = None,
     ) -> None:
         label = f"script `{name}`"
         if count > 1:
@@ -1195,7 +1589,7 @@ class Daemon:
         self.event(f"{self.instance}: {label} started")
         LOG.info("%s started", label)
         started = time.monotonic()
-        code, last = self._execute(name, number, component, text, extra_env)
+        code, last = self._execute(name, number, component, text, extra_env, limit)
         took = time.monotonic() - started
         outcome = f"{label} finished (exit {code}, {took:.1f}s)"
         LOG.info("%s", outcome)
@@ -1204,7 +1598,13 @@ class Daemon:
             raise StepFailed(f"script `{name}` of `{self.instance}` failed (exit {code}): {last}")
 
     def _execute(
-        self, name: str, number: int, component: str, text: str, extra_env: Mapping[str, str]
+        self,
+        name: str,
+        number: int,
+        component: str,
+        text: str,
+        extra_env: Mapping[str, str],
+        limit: float | None = None,
     ) -> tuple[int, str]:
         temp_dir = os.path.join(self.workdir, "tmp")
         os.makedirs(temp_dir, exist_ok=True)
@@ -1229,7 +1629,14 @@ class Daemon:
                 log.write((message + "\n").encode())
                 log.close()
                 return 127, message
-            code = runner.wait()
+            self.script_running.set()
+            try:
+                code = runner.wait(limit)
+            finally:
+                self.script_running.clear()
+            if code is None:
+                assert limit is not None
+                return 124, f"stopped after {format_number(limit)}s"
             if code < 0:
                 code = 128 - code  # killed by a signal: report it as the shell does
             return code, runner.last_line()
@@ -1301,17 +1708,40 @@ def install_script(packages: Sequence[str]) -> str:
     )
 
 
-def tar_gz(folder: str, arcname: str) -> bytes:
-    """The folder as a .tar.gz, unpacking into ``arcname/``; symlinks are kept as links."""
-    fd, path = tempfile.mkstemp(suffix=".tar.gz")
+def report_archive(instance: str, report_dir: str | None, logs_dir: str, workdir: str) -> str:
+    """A .tar.gz (a temporary file: the caller removes it) unpacking into ``<instance>/``:
+    the files ``reporting`` left in ``report_dir``, and under ``logs/`` every script's log
+    and the agent's own. Symlinks are kept as links."""
+    root = instance or "report"
+    fd, path = tempfile.mkstemp(prefix="report-", suffix=".tar.gz", dir=workdir)
     os.close(fd)
+    with tarfile.open(path, "w:gz") as archive:
+        if report_dir and os.path.isdir(report_dir):
+            archive.add(report_dir, arcname=root)
+        else:
+            folder = tarfile.TarInfo(root)
+            folder.type, folder.mode, folder.mtime = tarfile.DIRTYPE, 0o755, int(time.time())
+            archive.addfile(folder)
+        taken = report_dir and os.path.lexists(os.path.join(report_dir, "logs"))
+        logs = f"{root}/{'slipstream-logs' if taken else 'logs'}"
+        if os.path.isdir(logs_dir):
+            archive.add(logs_dir, arcname=logs)
+        agent_log = os.path.join(workdir, "agent.log")
+        if os.path.isfile(agent_log):
+            archive.add(agent_log, arcname=f"{logs}/agent.log")
+    return path
+
+
+def upload_file(client: Client, path: str, quiet: bool = False) -> None:
+    """Send a report archive; ``quiet``: a failure is only logged."""
+    with open(path, "rb") as handle:
+        data = handle.read()
     try:
-        with tarfile.open(path, "w:gz") as archive:
-            archive.add(folder, arcname=arcname)
-        with open(path, "rb") as handle:
-            return handle.read()
-    finally:
-        os.remove(path)
+        client.report(data)
+    except AgentError as err:
+        if not quiet:
+            raise
+        LOG.error("could not send the report: %s", err)
 
 
 # --------------------------------------------------------------------------- run / stop
@@ -1514,9 +1944,12 @@ def dispatch(command: str, argv: Sequence[str], ctx: Context) -> int:
     except UsageError as err:
         ctx.error(f"{command}: {err}\nusage: {USAGES[command]}\n")
         return 2
+    except WaitTimedOut as err:
+        ctx.error(f"Error: {err}\n")  # as SlipStream's commands printed a TimeoutException
+        return err.code
     except AgentError as err:
         ctx.error(f"{command}: {err}\n")
-        return 1
+        return err.code
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -36,7 +36,9 @@ CloudsOpt = Annotated[
         "--clouds", help="clouds configuration (default: clouds.yaml in the service home)"
     ),
 ]
-InputOpt = Annotated[list[str] | None, typer.Option("--input", help="KEY=VALUE")]
+InputOpt = Annotated[
+    list[str] | None, typer.Option("--input", help="KEY=VALUE, or NODE:KEY=VALUE for one node")
+]
 CloudOpt = Annotated[list[str] | None, typer.Option("--cloud", help="NODE=CLOUD[,CLOUD…]")]
 MultiplicityOpt = Annotated[list[str] | None, typer.Option("--multiplicity", help="NODE=N")]
 

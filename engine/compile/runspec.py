@@ -18,6 +18,7 @@ from typing import Any
 
 from engine.recipes.clouds import CloudsConfig
 from engine.recipes.model import Deployment, FromInput, FromOutput, LiteralValue
+from providers_map.size import Size
 
 
 def build_spec(dep: Deployment, clouds: CloudsConfig) -> dict[str, Any]:
@@ -48,9 +49,13 @@ def build_spec(dep: Deployment, clouds: CloudsConfig) -> dict[str, Any]:
             "clouds": list(node.clouds),
             "cloud_types": {c: clouds.get(c).type for c in node.clouds},
             "image": comp.image,
+            "size": size_text(comp.size),
             "packages": list(comp.packages),
             "inputs": inputs,
             "outputs": list(comp.outputs),
+            "output_defaults": {
+                k: o.default for k, o in comp.outputs.items() if o.default is not None
+            },
             "sensitive": sensitive,
             "scripts": {
                 k: [{"component": p.component, "text": p.text} for p in parts]
@@ -66,6 +71,15 @@ def build_spec(dep: Deployment, clouds: CloudsConfig) -> dict[str, Any]:
     }
 
 
+def size_text(size: Size) -> str:
+    """A size as SlipStream's ``service-offer`` shows it here: its name, or its numbers.
+
+    >>> size_text(Size.named("small")), size_text(Size(2, 4.0, 20))
+    ('small', 'cpu=2,ram_gb=4,disk_gb=20')
+    """
+    return size.name or f"cpu={size.cpu},ram_gb={size.ram_gb:g},disk_gb={size.disk_gb}"
+
+
 def instance_names(spec: dict[str, Any]) -> list[str]:
     """Every instance of the spec, node by node: ``db.1``, ``web.1``, ``web.2``…"""
     return [
@@ -77,12 +91,36 @@ def instance_names(spec: dict[str, Any]) -> list[str]:
 
 def sensitive_keys(spec: dict[str, Any]) -> set[str]:
     """Full keys whose values must never be shown (``web.1:admin_password``), including
-    the outputs that feed a sensitive input (``db.1:password``)."""
+    the parameters that feed a sensitive input (``db.1:password``) and every input that
+    takes its value from one of those.
+
+    >>> spec = {"nodes": {
+    ...     "db": {"multiplicity": 1, "inputs": {"pw": {"value": "x"}}, "sensitive": ["pw"]},
+    ...     "web": {"multiplicity": 1, "inputs": {"pw": {"from": "db.1:pw"}}}}}
+    >>> sorted(sensitive_keys(spec))
+    ['db.1:pw', 'web.1:pw']
+    """
     keys: set[str] = set()
+    chains: list[set[str]] = []
     for node, body in spec["nodes"].items():
         for name in body.get("sensitive", []):
-            source = body["inputs"].get(name, {}).get("from")
-            if source:
-                keys.add(str(source))
             keys.update(f"{node}.{i}:{name}" for i in range(1, int(body["multiplicity"]) + 1))
+        for name, binding in body["inputs"].items():
+            for i in range(1, int(body["multiplicity"]) + 1):
+                chain = {f"{node}.{i}:{name}"}
+                while "from" in binding and binding["from"] not in chain:
+                    source = str(binding["from"])
+                    chain.add(source)
+                    head, _, source_name = source.partition(":")
+                    source_node = spec["nodes"].get(head.partition(".")[0], {})
+                    binding = source_node.get("inputs", {}).get(source_name, {})
+                if len(chain) > 1:
+                    chains.append(chain)
+    grew = True
+    while grew:  # a chain touching a secret is secret all along; chains may share keys
+        grew = False
+        for chain in chains:
+            if chain & keys and not chain <= keys:
+                keys |= chain
+                grew = True
     return keys

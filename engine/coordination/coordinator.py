@@ -121,14 +121,16 @@ class Coordinator:
             raise NotFound(f"unknown run `{run_id}`")
         expected = {i["name"] for i in self.store.instances(run_id) if not i["removed"]}
         voters = self.store.votes_by_state(run_id)
+        spec = json.loads(run.spec)
         cache = RunCache(
-            json.loads(run.spec),
+            spec,
             self.store.params(run_id),
             {state: voters.get(state, set()) for state in STATES},
             expected,
             run.state,
             run.abort_message,
             run.state_since,
+            copies=keys.mapped_copies(spec),
         )
         if run.state in NEXT_STATE and run.state not in ARMED_BY_ENGINE:
             cache.armed.add(run.state)
@@ -172,15 +174,19 @@ class Coordinator:
             return cache.abort
         return cache.values.get(target)
 
-    async def get(self, run_id: str, caller: str, key: str, wait_s: float) -> bytes | None:
+    async def get(
+        self, run_id: str, caller: str, key: str, wait_s: float, ignore_abort: bool = False
+    ) -> bytes | None:
         """The answer to a read of ``key`` (``{"key", "value"}``), waiting up to ``wait_s``
-        for it to be set; None when it is still unset."""
+        for it to be set; None when it is still unset. ``ignore_abort`` reads past the
+        abort fence (SlipStream's ``--ignore-abort``, for clean-up scripts)."""
         cache = await self.cache_async(run_id)
         target = keys.readable(cache.spec, caller, key)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + _clamp(wait_s)
         while True:
-            self.fence(cache)
+            if not ignore_abort:
+                self.fence(cache)
             value = self._read(cache, target)
             if value is not None:
                 return param_doc(target, value)
@@ -188,31 +194,45 @@ class Coordinator:
             if left <= 0:
                 return None
             woken = await self.hub.wait(run_id, target, left, who=caller)
-            if isinstance(woken, bytes) and cache.abort is None:
+            if isinstance(woken, bytes) and (cache.abort is None or ignore_abort):
                 return woken  # made once by the writer, shared by every waiter
             if woken is TIMED_OUT:
-                self.fence(cache)
+                if not ignore_abort:
+                    self.fence(cache)
                 return None
 
     async def get_all(
-        self, run_id: str, caller: str, node: str, name: str, wait_s: float
-    ) -> list[str] | None:
-        """One value per instance of ``node`` once every instance has set ``name``."""
+        self,
+        run_id: str,
+        caller: str,
+        node: str,
+        name: str,
+        wait_s: float,
+        ignore_abort: bool = False,
+    ) -> tuple[list[tuple[str, str | None]], bool]:
+        """``(key, value)`` of ``name`` for each instance of ``node`` (a value is None while
+        unset), and whether all were set within ``wait_s``."""
         cache = await self.cache_async(run_id)
         body = keys.node_of(cache.spec, node, f"{node}:{name}")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + _clamp(wait_s)
-        values: list[str] = []
-        for index in range(1, int(body["multiplicity"]) + 1):
+        asked = [f"{node}.{i}:{name}" for i in range(1, int(body["multiplicity"]) + 1)]
+        found: list[tuple[str, str | None]] = []
+        for key in asked:
             left = max(0.0, deadline - loop.time())
-            answer = await self.get(run_id, caller, f"{node}.{index}:{name}", left)
+            answer = await self.get(run_id, caller, key, left, ignore_abort)
             if answer is None:
-                return None
-            values.append(json.loads(answer)["value"])
-        return values
+                # Time is up: what the others hold now, without waiting any longer.
+                rest = [(k, self._read(cache, keys.readable(cache.spec, caller, k))) for k in asked]
+                return rest, False
+            found.append((key, json.loads(answer)["value"]))
+        return found, True
 
-    async def put(self, run_id: str, caller: str, key: str, value: str) -> str:
-        """Store a value (after the fence and the checks); returns the stored key."""
+    async def put(
+        self, run_id: str, caller: str, key: str, value: str, ignore_abort: bool = False
+    ) -> str:
+        """Store a value (after the fence, unless ``ignore_abort``, and the checks); returns
+        the stored key."""
         try:
             size = len(value.encode("utf-8"))
         except UnicodeEncodeError as exc:
@@ -221,8 +241,9 @@ class Coordinator:
             raise BadRequest(f"value of `{key}` is over {MAX_VALUE_BYTES} bytes")
         cache = await self.cache_async(run_id)
         target = keys.settable(cache.spec, caller, key)
-        self.fence(cache)
-        await self._fenced(self._publish(run_id, cache, {target: value}, fenced=True))
+        if not ignore_abort:
+            self.fence(cache)
+        await self._fenced(self._publish(run_id, cache, {target: value}, fenced=not ignore_abort))
         return target
 
     async def vote(self, run_id: str, caller: str, state: str) -> None:
@@ -270,6 +291,8 @@ class Coordinator:
     def _publish(
         self, run_id: str, cache: RunCache, values: dict[str, str], fenced: bool = False
     ) -> Future[None]:
+        values = keys.with_copies(cache.copies, values)
+
         def published(_: object) -> None:
             cache.values.update(values)
             for key, value in values.items():
@@ -370,7 +393,10 @@ class Coordinator:
             cache.abort = abort
             cache.values["ss:abort"] = abort
             self.hub.notify_run(run_id)
-        if state != cache.state and cache.advancing is None:
+        # Only forward: a read that raced the writer thread's commit of a later state is
+        # stale, and taking it would move the run back (a vote for the later state, already
+        # announced to the agents, would then be refused).
+        if STATES.index(state) > STATES.index(cache.state) and cache.advancing is None:
             self._entered(run_id, cache, state)
         return cache.state, cache.abort
 

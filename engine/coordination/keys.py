@@ -1,32 +1,56 @@
 """What a runtime parameter key means, and who may read or set it (DESIGN section 4).
 
-Keys are ``node.i:name`` (an instance's), ``node:name`` (node-wide: ``multiplicity``,
-``ids``) and ``ss:name`` (run-wide). A bare key is the caller's own; an input mapped from
-another node reads that node's parameter. Pure functions over the run spec.
+Keys are ``node.i:name`` (an instance's), ``node:name`` and ``ss:name`` (run-wide). They
+are qualified the way SlipStream's client did (``Client._qualifyKey`` in
+slipstream/SlipStreamClient): a bare key is the caller's own (``db_url`` is
+``web.2:db_url`` for ``web.2``), ``node:name`` means ``node.1:name``, and only
+``multiplicity`` and ``ids`` stay node-wide (a bare ``multiplicity`` is the caller's
+node's). An input mapped from another node's parameter reads that parameter, following
+chains of inputs mapped to inputs; its value is also copied under the input's own key, so
+listings show it where SlipStream showed it. Pure functions over the run spec.
 
 Example:
     >>> parse_key("web.2:url"), parse_key("web:ids"), parse_key("ss:state")
     (('web', 2, 'url'), ('web', 0, 'ids'), ('ss', 0, 'state'))
+    >>> qualify("web.2", "apache:hostname"), qualify("web.2", "multiplicity")
+    ('apache.1:hostname', 'web:multiplicity')
     >>> spec = {"nodes": {"web": {"multiplicity": 2, "component": "w", "outputs": ["url"],
     ...                           "inputs": {"db_url": {"from": "db.1:url"}}}}}
     >>> readable(spec, "web.2", "db_url"), settable(spec, "web.2", "url")
     ('db.1:url', 'web.2:url')
+    >>> mapped_copies(spec)
+    {'db.1:url': ['web.1:db_url', 'web.2:db_url']}
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from engine.coordination.refusals import BadRequest, Forbidden, NotFound
 
-INSTANCE_BUILTINS = ("hostname", "instanceid", "cloud", "nodename", "id", "statecustom")
+#: Set by the engine for every instance, with SlipStream's names (``cloudservice``,
+#: ``node_instance_name``, ``service-offer``, ``image.id``, a per-instance
+#: ``multiplicity``); ``engine.recipes.inputs.INSTANCE_BUILTINS`` lists the same names.
+INSTANCE_BUILTINS = (
+    "hostname",
+    "instanceid",
+    "cloud",
+    "cloudservice",
+    "nodename",
+    "node_instance_name",
+    "id",
+    "multiplicity",
+    "service-offer",
+    "image.id",
+    "statecustom",
+)
 SETTABLE_BUILTINS = ("statecustom",)
 RUN_KEYS = ("state", "abort", "category", "url.service")
 NODE_KEYS = ("multiplicity", "ids")
-_KEY = re.compile(
-    r"^([a-z][a-z0-9-]{0,62})(?:\.([1-9][0-9]{0,5}))?:([A-Za-z][A-Za-z0-9_.-]{0,127})$"
-)
+_NODE = r"[A-Za-z][A-Za-z0-9_-]{0,62}"
+_KEY = re.compile(rf"^({_NODE})(?:\.([1-9][0-9]{{0,5}}))?:([A-Za-z][A-Za-z0-9_.-]{{0,127}})$")
 
 
 def parse_key(key: str) -> tuple[str, int, str]:
@@ -37,17 +61,27 @@ def parse_key(key: str) -> tuple[str, int, str]:
     return match.group(1), int(match.group(2) or 0), match.group(3)
 
 
-def full_key(caller: str, key: str) -> tuple[str, tuple[str, int, str]]:
-    """A key with the caller's instance added when bare, and its parsed parts."""
+def qualify(caller: str, key: str) -> str:
+    """The full key SlipStream's client made of ``key`` for instance ``caller``."""
     if ":" not in key:
-        key = f"{caller}:{key}"
+        node = caller.partition(".")[0]
+        return f"{node}:{key}" if key in NODE_KEYS else f"{caller}:{key}"
+    head, _, name = key.partition(":")
+    if head == "ss" or "." in head or name in NODE_KEYS:
+        return key
+    return f"{head}.1:{name}"
+
+
+def full_key(caller: str, key: str) -> tuple[str, tuple[str, int, str]]:
+    """A key qualified for ``caller``, and its parsed parts."""
+    key = qualify(caller, key)
     try:
         return key, parse_key(key)
     except ValueError as exc:
         raise BadRequest(str(exc)) from exc
 
 
-def node_of(spec: dict[str, Any], node: str, key: str) -> dict[str, Any]:
+def node_of(spec: Mapping[str, Any], node: str, key: str) -> dict[str, Any]:
     """The spec of ``node``; NotFound (naming ``key``) when the run has no such node."""
     nodes: dict[str, Any] = spec["nodes"]
     if node not in nodes:
@@ -56,7 +90,7 @@ def node_of(spec: dict[str, Any], node: str, key: str) -> dict[str, Any]:
     return body
 
 
-def readable(spec: dict[str, Any], caller: str, key: str) -> str:
+def readable(spec: Mapping[str, Any], caller: str, key: str) -> str:
     """The stored key a read of ``key`` by ``caller`` means (mapped inputs followed)."""
     key, (head, index, name) = full_key(caller, key)
     if head == "ss":
@@ -72,20 +106,64 @@ def readable(spec: dict[str, Any], caller: str, key: str) -> str:
         return key
     if index > int(node["multiplicity"]):
         raise NotFound(f"`{key}`: node `{head}` has {node['multiplicity']} instance(s)")
-    binding = node["inputs"].get(name)
-    if binding is not None and "from" in binding:
-        return str(binding["from"])
     if (
-        binding is None
+        name not in node["inputs"]
         and name not in node["outputs"]
         and name not in INSTANCE_BUILTINS
         and not name.startswith("url.")
     ):
         raise NotFound(f"`{key}`: component `{node['component']}` declares no `{name}`")
-    return key
+    return source_of(spec, key)
 
 
-def settable(spec: dict[str, Any], caller: str, key: str) -> str:
+def source_of(spec: Mapping[str, Any], key: str) -> str:
+    """Where the value of ``key`` comes from: itself, or the end of its chain of mappings.
+
+    >>> spec = {"nodes": {"a": {"inputs": {"x": {"from": "b.1:y"}}},
+    ...                   "b": {"inputs": {"y": {"from": "c.1:out"}}}}}
+    >>> source_of(spec, "a.2:x")
+    'c.1:out'
+    """
+    seen = {key}
+    while True:
+        head, _, name = key.partition(":")
+        body = spec["nodes"].get(head.partition(".")[0])
+        binding = body["inputs"].get(name) if body is not None else None
+        if binding is None or "from" not in binding:
+            return key
+        key = str(binding["from"])
+        if key in seen:  # the loader refuses loops; stop rather than spin on an old spec
+            return key
+        seen.add(key)
+
+
+def mapped_copies(spec: Mapping[str, Any]) -> dict[str, list[str]]:
+    """Source key → the mapped input keys that take its value, instance by instance."""
+    copies: dict[str, list[str]] = {}
+    for node, body in spec["nodes"].items():
+        for name, binding in body["inputs"].items():
+            if "from" not in binding:
+                continue
+            for index in range(1, int(body["multiplicity"]) + 1):
+                target = f"{node}.{index}:{name}"
+                copies.setdefault(source_of(spec, target), []).append(target)
+    return copies
+
+
+def with_copies(copies: Mapping[str, list[str]], values: Mapping[str, str]) -> dict[str, str]:
+    """``values`` plus the same value under every input mapped to one of them.
+
+    >>> with_copies({"db.1:url": ["web.1:db_url"]}, {"db.1:url": "pg://db"})
+    {'db.1:url': 'pg://db', 'web.1:db_url': 'pg://db'}
+    """
+    out = dict(values)
+    for key, value in values.items():
+        for target in copies.get(key, ()):
+            out[target] = value
+    return out
+
+
+def settable(spec: Mapping[str, Any], caller: str, key: str) -> str:
     """The stored key ``caller`` may set for ``key``; Forbidden otherwise."""
     key, (head, index, name) = full_key(caller, key)
     if head == "ss":

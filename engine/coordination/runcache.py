@@ -36,6 +36,8 @@ class RunCache:
     abort: str | None
     state_since: float
     armed: set[str] = field(default_factory=set)
+    # Source key → the mapped inputs that take its value (keys.mapped_copies of the spec).
+    copies: dict[str, list[str]] = field(default_factory=dict)
     advancing: str | None = None  # the barrier whose state move is being written
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 

@@ -156,7 +156,8 @@ class ComponentBuilder:
                 continue
             body = node.value if isinstance(node.value, dict) else {}
             description = str(body["description"].value) if "description" in body else ""
-            outputs[name] = OutputSpec(name, description)
+            default = body["default"].as_text() if "default" in body else None
+            outputs[name] = OutputSpec(name, description, default)
         return outputs
 
     def _cloud_overrides(self, section: Located | None) -> dict[str, dict[str, Any]]:

@@ -1,8 +1,10 @@
 """Building a valid :class:`Deployment`: nodes, clouds, input values and input mappings.
 
-Overrides (inputs, clouds, multiplicity) are applied here, so a locked input or an unknown
-cloud is reported exactly like a mistake in the file. Mappings may point both ways
-between two nodes: machines publish before they wait.
+Overrides (inputs, one node's inputs, clouds, multiplicity) are applied here, so a locked
+input or an unknown cloud is reported exactly like a mistake in the file. A mapping may
+read any parameter of its source node (an output, an input or a built-in such as
+``hostname``), and mappings may point both ways between two nodes: machines publish before
+they wait. Only a loop of inputs mapped to each other is refused.
 
 Example:
     >>> from engine.recipes.clouds import CloudsConfig
@@ -17,8 +19,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from engine.errors import Problem
-from engine.recipes.inputs import check_value, normalise, parse_specs
+from engine.errors import Mark, Problem
+from engine.recipes.inputs import INSTANCE_BUILTINS, check_value, normalise, parse_specs
 from engine.recipes.model import (
     Binding,
     Component,
@@ -65,6 +67,8 @@ class DeploymentBuilder:
         self.overrides = overrides
         self.require_values = require_values
         self.problems = loader.problems
+        # Where each node input's `from:` was written, for the loop check.
+        self.mapping_marks: dict[tuple[str, str], Mark] = {}
 
     def build(self) -> Deployment | None:
         before = len(self.problems)
@@ -72,10 +76,32 @@ class DeploymentBuilder:
         values = self._input_values(inputs)
         nodes_section = self.body["nodes"]
         node_docs: dict[str, Located] = nodes_section.value
+        by_case: dict[str, str] = {}
+        for name in node_docs:
+            other = by_case.setdefault(name.lower(), name)
+            if other != name:
+                self.problems.append(
+                    Problem(
+                        nodes_section.key_mark(name),
+                        f"node `{name}` differs from node `{other}` only by case "
+                        "(their sandboxes and files would collide)",
+                    )
+                )
         for unknown in sorted(
-            (set(self.overrides.clouds) | set(self.overrides.multiplicity)) - set(node_docs)
+            (
+                set(self.overrides.clouds)
+                | set(self.overrides.multiplicity)
+                | set(self.overrides.node_inputs)
+            )
+            - set(node_docs)
         ):
-            option = "--cloud" if unknown in self.overrides.clouds else "--multiplicity"
+            option = (
+                "--cloud"
+                if unknown in self.overrides.clouds
+                else "--multiplicity"
+                if unknown in self.overrides.multiplicity
+                else "--input"
+            )
             self.problems.append(
                 Problem(
                     option_mark(option, unknown),
@@ -109,6 +135,7 @@ class DeploymentBuilder:
                 max_failures=int(body["max_failures"].value) if "max_failures" in body else 0,
                 bindings=frozen_map(bindings),  # type: ignore[arg-type]
             )
+        self._check_loops(nodes)
         if len(self.problems) > before:
             return None
         timeout = self.body.get("timeout")
@@ -145,7 +172,7 @@ class DeploymentBuilder:
                 values[key] = normalise(spec, value)
         if self.require_values:
             for key, spec in inputs.items():
-                if values[key] is None:
+                if values[key] is None and not spec.optional:
                     self.problems.append(
                         Problem(
                             spec.mark or self.doc.mark,
@@ -203,14 +230,22 @@ class DeploymentBuilder:
             binding = self._binding(spec, value_node, inputs, components, multiplicity)
             if binding is not None:
                 bindings[key] = binding
+                if isinstance(binding, FromOutput):
+                    self.mapping_marks[(name, key)] = value_node.value["from"].mark
+        overridden = self._node_overrides(name, component, inputs, bindings)
         for key, spec in component.inputs.items():
-            if key not in given and spec.default is None:
+            if (
+                key not in given
+                and key not in overridden
+                and spec.default is None
+                and not spec.optional
+            ):
                 self.problems.append(
                     Problem(
                         node_doc.mark,
                         f"node `{name}`: input `{key}` of "
                         f"component `{component.name}` has no default and "
-                        "is not mapped",
+                        "is not mapped (mark it `optional: true` to allow an empty value)",
                     )
                 )
         return bindings
@@ -252,16 +287,21 @@ class DeploymentBuilder:
         target_component = components[target]
         if target_component is None:
             return None
-        if key not in target_component.outputs:
-            if key in target_component.inputs:
-                why = (
-                    f"`{ref}` maps to an input of component `{target_component.name}`; "
-                    "map to an output"
+        if (
+            key not in target_component.outputs
+            and key not in target_component.inputs
+            and key not in INSTANCE_BUILTINS
+            and not key.startswith("url.")
+        ):
+            declared = ", ".join([*target_component.outputs, *target_component.inputs]) or "none"
+            self.problems.append(
+                Problem(
+                    mark,
+                    f"`{ref}`: component `{target_component.name}` has no parameter `{key}` "
+                    f"(outputs and inputs: {declared}; built-ins: "
+                    f"{', '.join(sorted(INSTANCE_BUILTINS))})",
                 )
-            else:
-                why = f"`{ref}`: component `{target_component.name}` has no output `{key}`"
-            outputs = ", ".join(target_component.outputs) or "none"
-            self.problems.append(Problem(mark, f"{why} (outputs: {outputs})"))
+            )
             return None
         if index > multiplicity[target]:
             self.problems.append(
@@ -269,6 +309,70 @@ class DeploymentBuilder:
             )
             return None
         return FromOutput(target, index, key)
+
+    def _node_overrides(
+        self,
+        name: str,
+        component: Component,
+        inputs: dict[str, InputSpec],
+        bindings: dict[str, Binding],
+    ) -> set[str]:
+        """Apply ``--input node:param=value`` to ``bindings``; the names it set."""
+        done: set[str] = set()
+        for key, value in self.overrides.node_inputs.get(name, {}).items():
+            mark = option_mark("--input", f"{name}:{key}=…")
+            spec = component.inputs.get(key)
+            current = bindings.get(key)
+            if spec is None:
+                declared = ", ".join(component.inputs) or "none"
+                self.problems.append(
+                    Problem(
+                        mark,
+                        f"component `{component.name}` of node `{name}` has no input `{key}` "
+                        f"(inputs: {declared})",
+                    )
+                )
+            elif isinstance(current, FromInput) and inputs[current.name].locked:
+                self.problems.append(
+                    Problem(
+                        mark,
+                        f"input `{name}:{key}` takes the locked deployment input "
+                        f"`{current.name}` and cannot be overridden",
+                    )
+                )
+            elif (why := check_value(spec, value)) is not None:
+                self.problems.append(Problem(mark, why))
+            else:
+                bindings[key] = LiteralValue(normalise(spec, value))
+                self.mapping_marks.pop((name, key), None)
+                done.add(key)
+        return done
+
+    def _check_loops(self, nodes: dict[str, Node]) -> None:
+        """Refuse inputs mapped to each other in a loop: none of them could get a value."""
+        edges: dict[tuple[str, str], tuple[str, str]] = {}
+        for node in nodes.values():
+            for key, binding in node.bindings.items():
+                if not isinstance(binding, FromOutput) or binding.node not in nodes:
+                    continue
+                if binding.output in nodes[binding.node].component.inputs:
+                    edges[(node.name, key)] = (binding.node, binding.output)
+        reported: set[tuple[str, str]] = set()
+        for start in edges:
+            path = [start]
+            while path[-1] in edges and edges[path[-1]] not in path:
+                path.append(edges[path[-1]])
+            loop_start = edges.get(path[-1])
+            if loop_start is None or loop_start not in path:
+                continue
+            loop = path[path.index(loop_start) :]
+            if reported & set(loop):
+                continue
+            reported |= set(loop)
+            text = " → ".join(f"{n}:{k}" for n, k in [*loop, loop[0]])
+            self.problems.append(
+                Problem(self.mapping_marks[loop[0]], f"inputs mapped in a loop: {text}")
+            )
 
 
 def _unknown_cloud(cloud: str, known: Mapping[str, object]) -> str:

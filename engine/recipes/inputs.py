@@ -12,27 +12,31 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
+
 from engine.errors import Problem
 from engine.recipes.model import InputSpec, InputType
 from engine.recipes.yamlsrc import Located
 
-# Keys every instance or node already has (DESIGN section 4); recipes may not redeclare them.
-RESERVED = frozenset(
+#: What the engine sets for every instance (DESIGN section 4), SlipStream's names included;
+#: mappings may read them. ``engine.coordination.keys`` knows the same names.
+INSTANCE_BUILTINS = frozenset(
     {
         "hostname",
         "instanceid",
         "cloud",
+        "cloudservice",
         "nodename",
+        "node_instance_name",
         "id",
-        "statecustom",
         "multiplicity",
-        "ids",
-        "state",
-        "abort",
-        "category",
-        "complete",
+        "service-offer",
+        "image.id",
+        "statecustom",
     }
 )
+# Keys every instance or node already has; recipes may not redeclare them.
+RESERVED = INSTANCE_BUILTINS | {"ids", "state", "abort", "category", "complete"}
 BOOL_TEXT = {"true": "true", "false": "false"}
 
 
@@ -94,6 +98,7 @@ def parse_specs(
             sensitive=bool(body["sensitive"].value) if "sensitive" in body else False,
             locked=bool(body["locked"].value) if deployment and "locked" in body else False,
             mark=mark,
+            optional=bool(body["optional"].value) if "optional" in body else False,
         )
         if default_node is not None and spec.default is not None and (kind != "enum" or choices):
             why = check_value(spec, spec.default)
@@ -116,13 +121,4 @@ def _input_type(kind: str) -> InputType:
 
 
 def _with_default(spec: InputSpec, default: str) -> InputSpec:
-    return InputSpec(
-        spec.name,
-        spec.type,
-        default,
-        spec.description,
-        spec.choices,
-        spec.sensitive,
-        spec.locked,
-        spec.mark,
-    )
+    return dataclasses.replace(spec, default=default)

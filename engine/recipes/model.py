@@ -28,7 +28,8 @@ def frozen_map(items: Mapping[str, object] | None = None) -> MappingProxyType[st
 
 @dataclass(frozen=True, slots=True)
 class InputSpec:
-    """A declared input; ``default`` is text (None: must be mapped or given)."""
+    """A declared input; ``default`` is text (None: must be mapped or given, unless
+    ``optional``: then it is empty)."""
 
     name: str
     type: InputType = "string"
@@ -38,14 +39,17 @@ class InputSpec:
     sensitive: bool = False
     locked: bool = False
     mark: Mark | None = field(default=None, compare=False)
+    optional: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class OutputSpec:
-    """A declared output: a runtime parameter an instance publishes with ``ss-set``."""
+    """A declared output: a runtime parameter an instance publishes with ``ss-set``;
+    ``default`` (when not None) is its value until then."""
 
     name: str
     description: str = ""
+    default: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +92,8 @@ class Component:
 
 @dataclass(frozen=True, slots=True)
 class FromOutput:
-    """A node input mapped to another node's output (``db:url`` means ``db.1:url``)."""
+    """A node input mapped to a parameter of another node: an output, an input or a
+    built-in (``db:url`` means ``db.1:url``)."""
 
     node: str
     index: int

@@ -1,10 +1,14 @@
 """Deploy-time overrides from the command line, chat or API: inputs, clouds, multiplicity.
 
+``--input node:param=value`` sets one node's input (SlipStream's ``ss-execute --parameters
+node:param=value``; ``node:multiplicity`` and ``node:cloudservice`` set those, as there);
+``--input name=value`` a deployment input.
+
 Example:
-    >>> o = Overrides.parse(inputs=["version=1.2"], clouds=["web=aws-eu,os-lab"],
-    ...                     multiplicity=["web=4"])
-    >>> o.inputs["version"], o.clouds["web"], o.multiplicity["web"]
-    ('1.2', ('aws-eu', 'os-lab'), 4)
+    >>> o = Overrides.parse(inputs=["version=1.2", "web:greeting=hi"],
+    ...                     clouds=["web=aws-eu,os-lab"], multiplicity=["web=4"])
+    >>> o.inputs["version"], o.node_inputs["web"], o.clouds["web"], o.multiplicity["web"]
+    ('1.2', {'greeting': 'hi'}, ('aws-eu', 'os-lab'), 4)
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from engine.errors import Mark, Problem, RecipeInvalid
-from engine.recipes.schema import NAME_RE, PARAM_RE, PATTERN_HELP
+from engine.recipes.schema import NAME_RE, PARAM_RE, PATTERN_HELP, RECIPE_NAME_RE
 
 
 def option_mark(option: str, text: str) -> Mark:
@@ -31,6 +35,7 @@ class Overrides:
     multiplicity: Mapping[str, int] = field(default_factory=dict)
     # Harmless oddities worth telling the user (a key given twice: the last value wins).
     warnings: tuple[str, ...] = field(default=(), compare=False)
+    node_inputs: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     @classmethod
     def parse(
@@ -42,9 +47,14 @@ class Overrides:
         """Parse ``key=value`` texts; every malformed one is reported at once."""
         problems: list[Problem] = []
         warnings: list[str] = []
-        parsed_inputs = _pairs("--input", inputs, PARAM_RE, problems, warnings)
+        inputs = list(inputs)
+        per_node = [i for i in inputs if ":" in i.partition("=")[0]]
+        parsed_inputs = _pairs(
+            "--input", [i for i in inputs if i not in per_node], PARAM_RE, problems, warnings
+        )
+        node_inputs = _node_inputs(per_node, problems, warnings)
         parsed_clouds: dict[str, tuple[str, ...]] = {}
-        for node, value in _pairs("--cloud", clouds, NAME_RE, problems, warnings).items():
+        for node, value in _pairs("--cloud", clouds, RECIPE_NAME_RE, problems, warnings).items():
             names = tuple(v.strip() for v in value.split(","))
             bad = [n for n in names if not re.match(NAME_RE, n)]
             if bad:
@@ -57,7 +67,7 @@ class Overrides:
             else:
                 parsed_clouds[node] = names
         parsed_mult: dict[str, int] = {}
-        pairs = _pairs("--multiplicity", multiplicity, NAME_RE, problems, warnings)
+        pairs = _pairs("--multiplicity", multiplicity, RECIPE_NAME_RE, problems, warnings)
         for node, value in pairs.items():
             if not re.fullmatch(r"[0-9]{1,5}", value):
                 problems.append(
@@ -68,9 +78,26 @@ class Overrides:
                 )
             else:
                 parsed_mult[node] = int(value)
+        # ss-execute --parameters took node:multiplicity and node:cloudservice too
+        # (SlipStreamServer RunListResource.overrideNodes).
+        for node, values in node_inputs.items():
+            if "multiplicity" in values:
+                count = values.pop("multiplicity")
+                if re.fullmatch(r"[0-9]{1,5}", count):
+                    parsed_mult.setdefault(node, int(count))
+                else:
+                    problems.append(
+                        Problem(
+                            option_mark("--input", f"{node}:multiplicity={count}"),
+                            f"multiplicity must be a whole number >= 0, got `{count}`",
+                        )
+                    )
+            if "cloudservice" in values:
+                parsed_clouds.setdefault(node, (values.pop("cloudservice"),))
+        node_inputs = {node: values for node, values in node_inputs.items() if values}
         if problems:
             raise RecipeInvalid(problems)
-        return cls(parsed_inputs, parsed_clouds, parsed_mult, tuple(warnings))
+        return cls(parsed_inputs, parsed_clouds, parsed_mult, tuple(warnings), node_inputs)
 
 
 def _pairs(
@@ -101,3 +128,33 @@ def _pairs(
                 )
             out[key] = value
     return out
+
+
+def _node_inputs(
+    items: list[str], problems: list[Problem], warnings: list[str]
+) -> dict[str, dict[str, str]]:
+    """``node:param=value`` items, by node then input name (the last of a repeat wins).
+
+    >>> _node_inputs(["web:greeting=hi", "Torque_master:slots=4"], [], [])
+    {'web': {'greeting': 'hi'}, 'Torque_master': {'slots': '4'}}
+    """
+    found: dict[str, dict[str, str]] = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        node, _, name = key.strip().partition(":")
+        bad = [(p, r) for p, r in ((node, RECIPE_NAME_RE), (name, PARAM_RE)) if not re.match(r, p)]
+        if bad:
+            part, pattern = bad[0]
+            problems.append(
+                Problem(
+                    option_mark("--input", item),
+                    f"bad name `{part}`: expected {PATTERN_HELP[pattern]}",
+                )
+            )
+            continue
+        if name in found.get(node, {}):
+            warnings.append(
+                f"`--input {node}:{name}` is given twice: the last value (`{value}`) is used"
+            )
+        found.setdefault(node, {})[name] = value
+    return found

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 from typing import Any
 
+#: Cloud names (folders and Terraform roots are named after them: lowercase only).
 NAME_RE = r"^[a-z][a-z0-9-]{0,62}$"
+#: Component, deployment and node names: SlipStream users wrote `procSAR`, `torque_master`.
+RECIPE_NAME_RE = r"^[A-Za-z][A-Za-z0-9_-]{0,62}$"
 PARAM_RE = r"^[A-Za-z][A-Za-z0-9_.-]{0,127}$"
 FROM_RE = (
     r"^(input:[A-Za-z][A-Za-z0-9_.-]{0,127}"
-    r"|[a-z][a-z0-9-]{0,62}(\.[1-9][0-9]{0,5})?:[A-Za-z][A-Za-z0-9_.-]{0,127})$"
+    r"|[A-Za-z][A-Za-z0-9_-]{0,62}(\.[1-9][0-9]{0,5})?:[A-Za-z][A-Za-z0-9_.-]{0,127})$"
 )
 PACKAGE_RE = r"^[A-Za-z0-9][A-Za-z0-9+._:@=~-]{0,127}$"
 DURATION_RE = r"^[1-9][0-9]{0,6}(s|m|h|d)?$"
@@ -39,8 +42,11 @@ KEEP_RUNNING = ("always", "on-success", "on-error", "never")
 # Human wording for pattern failures, keyed by the pattern itself.
 PATTERN_HELP = {
     NAME_RE: "a name of lowercase letters, digits and '-', starting with a letter, at most 63 long",
+    RECIPE_NAME_RE: (
+        "a name of letters, digits, '_' and '-', starting with a letter, at most 63 long"
+    ),
     PARAM_RE: "a parameter name of letters, digits, '_', '.' and '-', starting with a letter",
-    FROM_RE: "`node:output`, `node.N:output` or `input:name`",
+    FROM_RE: "`node:parameter`, `node.N:parameter` or `input:name`",
     PACKAGE_RE: "a package name (letters, digits and + . _ : @ = ~ -)",
     DURATION_RE: "a duration such as 90s, 30m, 2h or 1d",
 }
@@ -49,7 +55,7 @@ _SCALAR: dict[str, Any] = {"type": ["string", "number", "boolean"]}
 
 
 def _name(description: str) -> dict[str, Any]:
-    return {"type": "string", "pattern": NAME_RE, "description": description}
+    return {"type": "string", "pattern": RECIPE_NAME_RE, "description": description}
 
 
 def _input_spec(deployment: bool) -> dict[str, Any]:
@@ -59,6 +65,10 @@ def _input_spec(deployment: bool) -> dict[str, Any]:
         "type": {"enum": list(INPUT_TYPES), "description": "value type (default: string)"},
         "choices": {"type": "array", "items": _SCALAR, "minItems": 1},
         "sensitive": {"type": "boolean", "description": "never shown in logs, events or chat"},
+        "optional": {
+            "type": "boolean",
+            "description": "with no default and no mapping, the value is empty instead of an error",
+        },
     }
     if deployment:
         props["locked"] = {"type": "boolean", "description": "refuse deploy-time overrides"}
@@ -118,7 +128,10 @@ COMPONENT: dict[str, Any] = {
         "outputs": _params(
             {
                 "type": ["object", "null"],
-                "properties": {"description": {"type": "string"}},
+                "properties": {
+                    "description": {"type": "string"},
+                    "default": {**_SCALAR, "description": "the value until an instance sets it"},
+                },
                 "additionalProperties": False,
             }
         ),
@@ -153,7 +166,7 @@ NODE: dict[str, Any] = {
         "max_failures": {"type": "integer", "minimum": 0},
         "inputs": _params(
             {
-                "description": "a literal, or {from: node:output | input:name}",
+                "description": "a literal, or {from: node:parameter | input:name}",
                 "oneOf": [
                     _SCALAR,
                     {
@@ -190,7 +203,7 @@ DEPLOYMENT: dict[str, Any] = {
         "nodes": {
             "type": "object",
             "minProperties": 1,
-            "propertyNames": {"pattern": NAME_RE},
+            "propertyNames": {"pattern": RECIPE_NAME_RE},
             "additionalProperties": NODE,
         },
     },

@@ -35,6 +35,7 @@ from engine.compile.compiler import compile_deployment
 from engine.compile.runspec import build_spec
 from engine.coordination.coordinator import Coordinator, token_hash
 from engine.coordination.hub import Hub
+from engine.coordination.keys import mapped_copies, with_copies
 from engine.errors import SlipstreamError, StateLocked
 from engine.files import write_atomic
 from engine.recipes.clouds import CloudsConfig
@@ -54,6 +55,9 @@ POLL_S = 0.1
 TERMINATE_WAIT_S = 900.0
 CANCEL_WAIT_S = 300.0
 STATE_LOCK_WAIT_S = 300.0
+# How long an aborted run waits, before it is destroyed, for the reports of its instances
+# (agents send them after a failure, an abort or a timeout: SlipStream issue #170).
+REPORT_GRACE_S = 45.0
 # States of a run still on its way to Ready, in order.
 T = TypeVar("T")
 _ON_THE_WAY = ("Initializing", "Provisioning", "Executing", "SendingReports")
@@ -132,12 +136,12 @@ class RunManager:
                 token = secrets.token_urlsafe(32)
                 write_atomic(token_file(self.home, run_id, name), token + "\n", mode=0o600)
                 new_instances.append(NewInstance(name, node, i, cloud, token_hash(token)))
-                initial.update(
-                    {f"{name}:nodename": node, f"{name}:id": str(i), f"{name}:cloud": cloud}
-                )
+                initial.update(builtin_params(name, body, cloud))
                 for key, binding in body["inputs"].items():
                     if "value" in binding:
                         initial[f"{name}:{key}"] = str(binding["value"])
+                for key, default in body.get("output_defaults", {}).items():
+                    initial[f"{name}:{key}"] = str(default)
         new_run = NewRun(
             run_id,
             dep.name,
@@ -148,7 +152,7 @@ class RunManager:
             origin=dumps(origin or {}),
             approval="pending" if hold else "",
         )
-        self.store.create_run(new_run, new_instances, initial)
+        self.store.create_run(new_run, new_instances, with_copies(mapped_copies(spec), initial))
         self.store.add_event(
             run_id,
             "created",
@@ -278,6 +282,8 @@ class RunManager:
             if run.state not in ("Aborted", "Cancelled", "Done"):
                 self.coordinator.set_state(run_id, "Cancelled" if run.cancelled else "Aborted")
             if run.cancelled or run.keep_running in ("never", "on-success"):
+                if not run.cancelled:
+                    self._await_reports(run_id)
                 self._destroy_all(run_id)
         elif run.state == "Finalizing" or (
             run.state == "Ready" and run.keep_running in ("never", "on-error")
@@ -286,6 +292,25 @@ class RunManager:
         final = self.store.get_run(run_id)
         assert final is not None
         return final.state
+
+    def _await_reports(self, run_id: str) -> None:
+        """Before destroying an aborted run, give every instance whose agent started a
+        moment to send its report (its logs say why the run failed)."""
+        booted = self.coordinator.voters(run_id, "Provisioning")
+        deadline = time.monotonic() + REPORT_GRACE_S
+        while True:
+            missing = booted - {r["instance"] for r in self.store.reports(run_id)}
+            if not missing:
+                return
+            if time.monotonic() > deadline:
+                self.store.add_event(
+                    run_id,
+                    "report",
+                    f"no report from {', '.join(sorted(missing))} after {REPORT_GRACE_S:g}s",
+                    {"instances": sorted(missing)},
+                )
+                return
+            time.sleep(POLL_S * 2)
 
     # -- Terraform --------------------------------------------------------------------
 
@@ -502,6 +527,28 @@ def _retry_locked_result(step: Callable[[], T]) -> T:
     found: list[T] = []
     _retry_locked(lambda: found.append(step()))
     return found[0]
+
+
+def builtin_params(instance: str, body: dict[str, Any], cloud: str) -> dict[str, str]:
+    """What the engine sets for an instance when its run is created (DESIGN section 4), under
+    our names and SlipStream's (``hostname`` and ``instanceid`` follow once it exists).
+
+    >>> body = {"multiplicity": 2, "image": "ubuntu-22.04", "size": "small"}
+    >>> builtin_params("web.2", body, "local")["web.2:node_instance_name"]
+    'web.2'
+    """
+    node, _, index = instance.partition(".")
+    values = {
+        "nodename": node,
+        "id": index,
+        "node_instance_name": instance,
+        "cloud": cloud,
+        "cloudservice": cloud,
+        "multiplicity": str(body["multiplicity"]),
+        "service-offer": str(body["size"]),
+        "image.id": str(body["image"]),
+    }
+    return {f"{instance}:{key}": value for key, value in values.items()}
 
 
 def _retry_locked(step: Callable[[], object]) -> None:

@@ -12,7 +12,9 @@ import glob
 import io
 import json
 import os
+import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -58,6 +60,8 @@ class FakeServer:
         self.reports: list[tuple[str, bytes]] = []
         self.requests: list[tuple[str, str, Any]] = []
         self.fail_next: list[int] = []
+        self.revoked = False  # the run was destroyed: every token is refused (401)
+        self.report_refusal: tuple[int, str] | None = None
         self.recipe: dict[str, Any] = {
             "instance": INSTANCE,
             "node": "web",
@@ -110,6 +114,7 @@ class FakeServer:
 
     def handle(self, method: str, path: str, query: dict[str, str], body: Any) -> tuple[int, Any]:
         wait = float(query.get("wait", "0"))
+        fenced = query.get("ignore_abort") != "true"
         parts = [unquote(p) for p in path.split("/")]
         if method == "GET" and path == "/recipe":
             return 200, self.recipe
@@ -119,26 +124,29 @@ class FakeServer:
                 return 403, {"error": f"not allowed: {key}"}
             if method == "GET":
                 return self.wait_for(
-                    wait, lambda: self.params.get(key), lambda v: {"key": key, "value": v}
+                    wait, lambda: self.params.get(key), lambda v: {"key": key, "value": v}, fenced
                 )
             if method == "PUT":
                 with self.cond:
-                    if self.abort is not None:
+                    if self.abort is not None and fenced:
                         return 409, {"error": "aborted", "abort": self.abort}
                     self.params[key] = body["value"]
                     self.cond.notify_all()
                 return 204, None
         if method == "GET" and path.startswith("/nodes/") and len(parts) == 5:
             node, key = parts[2], parts[4]
+            names = [f"{node}.{i}:{key}" for i in range(1, self.node_sizes[node] + 1)]
 
             def values() -> list[str] | None:
-                found = [
-                    self.params.get(f"{node}.{i}:{key}")
-                    for i in range(1, self.node_sizes[node] + 1)
-                ]
+                found = [self.params.get(name) for name in names]
                 return None if None in found else [v for v in found if v is not None]
 
-            return self.wait_for(wait, values, lambda v: {"values": v})
+            status, body = self.wait_for(
+                wait, values, lambda v: {"keys": names, "values": v}, fenced
+            )
+            if status == 408:
+                body = {**body, "keys": names, "values": [self.params.get(n) for n in names]}
+            return status, body
         if method == "POST" and path == "/abort":
             self.raise_abort(body["message"], bool(body.get("cancel")))
             return 200, {}
@@ -158,6 +166,8 @@ class FakeServer:
                 self.cond.notify_all()
             return 200, {}
         if method == "POST" and path == "/reports":
+            if self.report_refusal is not None:
+                return self.report_refusal[0], {"error": self.report_refusal[1]}
             self.reports.append(body)
             return 200, {}
         if method == "POST" and path == "/events":
@@ -166,12 +176,19 @@ class FakeServer:
         return 404, {"error": f"no route {method} {path}"}
 
     def wait_for(
-        self, wait: float, found: Callable[[], Any], answer: Callable[[Any], Any]
+        self,
+        wait: float,
+        found: Callable[[], Any],
+        answer: Callable[[Any], Any],
+        fenced: bool = True,
     ) -> tuple[int, Any]:
-        """The long poll: hold the request until found() or the abort, or wait expires."""
+        """The long poll: hold the request until found() or the abort (unless not
+        ``fenced``: SlipStream's --ignore-abort), or wait expires."""
         with self.cond:
-            self.cond.wait_for(lambda: self.abort is not None or found() is not None, wait)
-            if self.abort is not None:
+            self.cond.wait_for(
+                lambda: (fenced and self.abort is not None) or found() is not None, wait
+            )
+            if fenced and self.abort is not None:
                 return 409, {"error": "aborted", "abort": self.abort}
             value = found()
             if value is None:
@@ -208,7 +225,7 @@ def make_handler(fake: FakeServer) -> type[BaseHTTPRequestHandler]:
                 failure = fake.fail_next.pop(0) if fake.fail_next else None
             if failure is not None:
                 self.reply(failure, {"error": "server trouble"})
-            elif self.headers.get("Authorization") != f"Bearer {TOKEN}":
+            elif fake.revoked or self.headers.get("Authorization") != f"Bearer {TOKEN}":
                 self.reply(401, {"error": "bad token"})
             elif not split.path.startswith(prefix + "/"):
                 self.reply(404, {"error": "unknown run"})
@@ -378,7 +395,10 @@ def test_usage_errors_exit_2(args: list[str]) -> None:
 
 def test_help_and_unconfigured() -> None:
     done = agent({"PATH": os.environ["PATH"]}, "ss-get", "--help")
-    assert (done.returncode, done.stdout) == (0, "usage: ss-get [--timeout S] [--noblock] KEY\n")
+    assert (done.returncode, done.stdout) == (
+        0,
+        "usage: ss-get [--timeout S] [--noblock] [--ignore-abort] KEY\n",
+    )
     done = agent({"PATH": os.environ["PATH"]}, "ss-get", "k")
     assert done.returncode == 1
     assert "SLIPSTREAM_RUN_ID" in done.stderr
@@ -435,29 +455,56 @@ def test_ss_get_returns_as_soon_as_value_is_set(fake: FakeServer) -> None:
     assert fake.requests_to("GET", "/params/")[0][1].endswith("?wait=20")
 
 
-def test_ss_get_timeout(fake: FakeServer) -> None:
+@pytest.mark.parametrize(
+    ("key", "qualified"),
+    [("db.1:url", "db.1:url"), ("db:url", "db.1:url"), ("url", "web.1:url")],
+)
+def test_ss_get_timeout_fails_as_slipstreams_did(
+    fake: FakeServer, key: str, qualified: str
+) -> None:
+    # SlipStream's ss-get raised TimeoutException (exit status 9) with this message,
+    # naming the key as Client._qualifyKey made it.
     started = time.monotonic()
-    done = agent(agent_env(fake.url), "ss-get", "--timeout=1", "db.1:url")
+    done = agent(agent_env(fake.url), "ss-get", "--timeout=1", key)
     assert time.monotonic() - started < 5
-    assert done.returncode == 1
-    assert done.stderr == "ss-get: timeout after 1s waiting for db.1:url\n"
+    assert done.returncode == 9
+    assert done.stderr == (
+        f"Error: Exceeded timeout limit of 1 waiting for key '{qualified}' to be set\n"
+    )
     assert done.stdout == ""
 
 
-def test_ss_get_noblock_unset(fake: FakeServer) -> None:
+def test_ss_get_waits_60_seconds_unless_told(fake: FakeServer) -> None:
+    sys.path.insert(0, str(AGENT.parent))
+    try:
+        import slipstream_agent as module
+    finally:
+        sys.path.remove(str(AGENT.parent))
+    assert module.get_timeout({}) == 60.0  # SlipStream's default
+    assert module.get_timeout({"--timeout": "0"}) is None  # SlipStream's 0: no limit
+    assert module.get_timeout({"--timeout": "5"}) == 5.0
+    # The first long poll of a default ss-get asks for 30 s, the server's most.
+    proc = spawn(agent_env(fake.url), "ss-get", "db.1:url")
+    eventually(lambda: bool(fake.requests_to("GET", "/params/")))
+    fake.set_param("db.1:url", "v")
+    out, _ = proc.communicate(timeout=10)
+    assert (proc.returncode, out) == (0, "v\n")
+    assert fake.requests_to("GET", "/params/")[0][1] == "/params/db.1%3Aurl?wait=30"
+
+
+def test_ss_get_noblock_unset_prints_an_empty_line(fake: FakeServer) -> None:
     done = agent(agent_env(fake.url), "ss-get", "--noblock", "db.1:url")
-    assert done.returncode == 1
-    assert done.stderr == "ss-get: db.1:url is not set\n"
+    assert (done.returncode, done.stdout, done.stderr) == (0, "\n", "")
 
 
 def test_client_errors_are_not_retried(fake: FakeServer) -> None:
     fake.forbidden.add("db.1:password")
     done = agent(agent_env(fake.url), "ss-set", "db.1:password", "x")
-    assert done.returncode == 1
+    assert done.returncode == 7  # SlipStream's ClientError
     assert "HTTP 403" in done.stderr and "not allowed" in done.stderr
     assert len(fake.requests_to("PUT", "/params/")) == 1
     done = agent(agent_env(fake.url, SLIPSTREAM_TOKEN="wrong-token-xyz"), "ss-get", "k")
-    assert done.returncode == 1
+    assert done.returncode == 7
     assert "HTTP 401" in done.stderr and "wrong-token-xyz" not in done.stderr
 
 
@@ -513,14 +560,46 @@ def test_ss_get_all(fake: FakeServer) -> None:
     fake.set_param("web.1:url", "http://a")
     fake.set_param("web.2:url", "http://b")
     env = agent_env(fake.url)
+    # As SlipStream's: an instance still unset at the timeout gets an empty value and a
+    # message on stderr; the command itself succeeds.
     done = agent(env, "ss-get-all", "--timeout", "1", "web", "url")
-    assert done.returncode == 1
-    assert done.stderr == "ss-get-all: timeout after 1s waiting for web:url\n"
+    assert (done.returncode, done.stdout) == (
+        0,
+        "web.1:url http://a\nweb.2:url http://b\nweb.3:url \n",
+    )
+    assert done.stderr == ("Exceeded timeout limit of 1 waiting for key 'web.3:url' to be set\n")
+    done = agent(env, "ss-get-all", "--noblock", "web", "url")
+    assert (done.returncode, done.stdout, done.stderr) == (
+        0,
+        "web.1:url http://a\nweb.2:url http://b\nweb.3:url \n",
+        "",
+    )
     proc = spawn(env, "ss-get-all", "--timeout=20", "web", "url")
     time.sleep(0.3)
     fake.set_param("web.3:url", "http://c")
     out, _ = proc.communicate(timeout=10)
-    assert (proc.returncode, out) == (0, "http://a\nhttp://b\nhttp://c\n")
+    assert (proc.returncode, out) == (
+        0,
+        "web.1:url http://a\nweb.2:url http://b\nweb.3:url http://c\n",
+    )
+    # --value alone: the values only, one per line.
+    done = agent(env, "ss-get-all", "--value", "web", "url")
+    assert (done.returncode, done.stdout) == (0, "http://a\nhttp://b\nhttp://c\n")
+
+
+def test_ss_get_all_value_checks_every_instance_as_slipstreams_did(fake: FakeServer) -> None:
+    fake.node_sizes["web"] = 2
+    fake.set_param("web.1:ready", "true")
+    fake.set_param("web.2:ready", "true")
+    env = agent_env(fake.url)
+    for args in (["--value", "true", "web", "ready"], ["web", "ready", "--value=true"]):
+        done = agent(env, "ss-get-all", *args)
+        assert (done.returncode, done.stdout, done.stderr) == (0, "", ""), args
+    fake.set_param("web.2:ready", "false")
+    done = agent(env, "ss-get-all", "--value", "true", "web", "ready")
+    assert done.returncode == 1
+    assert done.stderr == "RTP value on some components not equal to the expected value: true\n"
+    assert done.stdout == "web.1:ready true\nweb.2:ready false\n"
 
 
 # --------------------------------------------------------------------------- abort fence
@@ -531,10 +610,25 @@ def test_abort_fence_fails_fast(fake: FakeServer) -> None:
     env = agent_env(fake.url)
     started = time.monotonic()
     done = agent(env, "ss-get", "--timeout", "60", "db.1:url")
-    assert (done.returncode, done.stderr) == (1, "ss-get: run aborted: db.1 failed\n")
+    # exit status 8: SlipStream's AbortException
+    assert (done.returncode, done.stderr) == (8, "ss-get: run aborted: db.1 failed\n")
     done = agent(env, "ss-set", "url", "x")
-    assert (done.returncode, done.stderr) == (1, "ss-set: run aborted: db.1 failed\n")
+    assert (done.returncode, done.stderr) == (8, "ss-set: run aborted: db.1 failed\n")
     assert time.monotonic() - started < 5
+
+
+def test_ignore_abort_passes_the_fence(fake: FakeServer) -> None:
+    fake.set_param("db.1:url", "pg://db")
+    fake.raise_abort("db.1 failed")
+    env = agent_env(fake.url)
+    done = agent(env, "ss-get", "--ignore-abort", "db.1:url")
+    assert (done.returncode, done.stdout) == (0, "pg://db\n")
+    assert agent(env, "ss-set", "--ignore-abort", "url", "cleaned").returncode == 0
+    assert agent(env, "ss-display", "--ignore-abort", "cleaning up").returncode == 0
+    assert fake.params["web.1:url"] == "cleaned"
+    assert fake.params["web.1:statecustom"] == "cleaning up"
+    done = agent(env, "ss-get-all", "--ignore-abort", "--timeout", "1", "web", "url")
+    assert (done.returncode, done.stdout) == (0, "web.1:url cleaned\n")
 
 
 def test_abort_wakes_a_blocked_ss_get(fake: FakeServer) -> None:
@@ -542,7 +636,7 @@ def test_abort_wakes_a_blocked_ss_get(fake: FakeServer) -> None:
     eventually(lambda: bool(fake.requests_to("GET", "/params/")))
     fake.raise_abort("timeout in Executing")
     _, err = proc.communicate(timeout=5)
-    assert (proc.returncode, err) == (1, "ss-get: run aborted: timeout in Executing\n")
+    assert (proc.returncode, err) == (8, "ss-get: run aborted: timeout in Executing\n")
 
 
 # --------------------------------------------------------------------------- retries
@@ -581,7 +675,7 @@ def test_gives_up_when_server_stays_down() -> None:
     started = time.monotonic()
     env = agent_env(f"http://127.0.0.1:{dead_port()}", SLIPSTREAM_RETRY_SECONDS="1")
     done = agent(env, "ss-set", "url", "x")
-    assert done.returncode == 1
+    assert done.returncode == 4  # SlipStream's NetworkError
     assert done.stderr.startswith("ss-set: cannot reach the server at http://127.0.0.1:")
     assert time.monotonic() - started < 6
 
@@ -773,3 +867,195 @@ def test_stop_kills_the_process_group(fake: FakeServer, tmp_path: Path) -> None:
     assert not (workdir / "agent.pid").exists()
     # stopping again is harmless
     assert agent(clean, "stop", "--env-file", str(env_file)).returncode == 0
+
+
+# --------------------------------------------------------------------------- SlipStream's commands
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["ss-get", "--endpoint", "https://nuv.la", "k"], "--endpoint (the SlipStream server"),
+        (["ss-get", "--endpoint=https://nuv.la", "k"], "--endpoint (the SlipStream server"),
+        (["ss-set", "-u", "bob", "k", "v"], "SlipStream's login options are not needed"),
+        (["ss-get", "--password", "x", "k"], "SlipStream's login options are not needed"),
+        (["ss-get", "--cookie=/tmp/c", "k"], "SlipStream's login options are not needed"),
+        (["ss-get", "--run", "other-run", "k"], "a script can reach only its own run (run-42)"),
+        (["ss-abort", "--cancel"], "--cancel without a reason cleared the abort flag"),
+        (["ss-get", "--bogus", "k"], "unknown option --bogus"),
+        (["ss-get-all", "--v", "web", "url"], "option --v is ambiguous (--value, --verbose)"),
+        (["ss-get-all", "--value", "a", "b", "c", "d"], "expects NODE and KEY"),
+    ],
+)
+def test_slipstream_options_without_use_here_are_refused_with_what_to_do(
+    fake: FakeServer, args: list[str], message: str
+) -> None:
+    done = agent(agent_env(fake.url), *args)
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr
+    assert fake.requests == []
+
+
+def test_slipstream_option_forms_are_accepted(fake: FakeServer) -> None:
+    fake.set_param("web.1:url", "u")
+    env = agent_env(fake.url)
+    for args in (
+        ["ss-get", "-v", "url"],
+        ["ss-get", "-vv", "--time", "5", "url"],  # optparse took unambiguous prefixes
+        ["ss-get", "--run", RUN_ID, "url"],
+        ["ss-get", f"--run={RUN_ID}", "--noblo", "--ignore", "url"],
+    ):
+        done = agent(env, *args)
+        assert (done.returncode, done.stdout) == (0, "u\n"), (args, done.stderr)
+    assert len(agent(env, "ss-random", "-s", "8").stdout.strip()) == 8
+    assert len(agent(env, "ss-random", "-s20").stdout.strip()) == 20
+    done = agent(env, "ss-abort")
+    assert done.returncode == 0
+    assert fake.aborts == [{"message": "(unspecified)", "cancel": False}]
+
+
+# --------------------------------------------------------------------------- failures and reports
+
+
+def report_files(archive: bytes) -> dict[str, bytes]:
+    """Member name → content of a report archive (folders left out)."""
+    with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
+        return {
+            m.name: tar.extractfile(m).read()  # type: ignore[union-attr]
+            for m in tar.getmembers()
+            if m.isfile()
+        }
+
+
+def test_sh_x_failure_names_the_real_error_and_the_report_holds_the_logs(
+    fake: FakeServer, tmp_path: Path
+) -> None:
+    fake.recipe["scripts"] = {
+        "deployment": [
+            part(
+                "web",
+                "#!/bin/sh -xe\necho preparing\ncp /no/such/file here\necho never\n",
+            )
+        ],
+        "reporting": [part("web", 'echo gathered > "$SLIPSTREAM_REPORT_DIR/notes.txt"\n')],
+    }
+    done = run_daemon(fake, tmp_path / "w")
+    assert done.returncode == 1
+    [abort] = fake.aborts
+    assert abort["message"].startswith("script `deployment` of `web.1` failed (exit 1): cp: ")
+    assert "/no/such/file" in abort["message"]
+    assert "+ cp" not in abort["message"]  # the trace line before it is skipped
+    # The failed instance still sends its report: reporting ran, and every script's log,
+    # timestamped line by line, is in it.
+    [(_, archive)] = fake.reports
+    files = report_files(archive)
+    assert files["web.1/notes.txt"] == b"gathered\n"
+    log = files["web.1/logs/deployment.log"].decode()
+    assert "+ echo preparing" in log and "/no/such/file" in log
+    assert re.search(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} err\| \+ cp ", log, re.M)
+    assert re.search(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} out\| preparing$", log, re.M)
+    assert "web.1/logs/agent.log" in files
+
+
+def test_trace_lines_are_the_message_only_when_nothing_else_was_printed(
+    fake: FakeServer, tmp_path: Path
+) -> None:
+    fake.recipe["scripts"] = {"deployment": [part("web", "#!/bin/sh -x\nfalse\nexit 5\n")]}
+    run_daemon(fake, tmp_path / "w")
+    assert fake.aborts[0]["message"] == "script `deployment` of `web.1` failed (exit 5): + exit 5"
+
+
+def test_an_abort_while_a_script_runs_sends_the_logs_so_far(
+    fake: FakeServer, tmp_path: Path
+) -> None:
+    fake.recipe["scripts"] = {
+        "deployment": [part("web", "echo working on it\nsleep 30\n")],
+    }
+    workdir = tmp_path / "w"
+    proc = spawn(agent_env(fake.url, SLIPSTREAM_WORKDIR=str(workdir)), "run")
+    try:
+        eventually(lambda: "working on it" in _read(workdir / "logs" / "deployment.log"))
+        fake.raise_abort("timeout: run stayed in Executing longer than 6s; not voted: web.1")
+        eventually(lambda: bool(fake.reports))
+        files = report_files(fake.reports[0][1])
+        assert "working on it" in files["web.1/logs/deployment.log"].decode()
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the daemon leads its group: the sleep too
+        proc.communicate(timeout=10)
+
+
+def _read(path: Path) -> str:
+    return path.read_text() if path.exists() else ""
+
+
+def test_a_report_over_the_limit_aborts_naming_its_size(fake: FakeServer, tmp_path: Path) -> None:
+    fake.recipe["scripts"] = {
+        "reporting": [
+            part(
+                "web",
+                'head -c 55000000 /dev/urandom > "$SLIPSTREAM_REPORT_DIR/huge.bin"\n'
+                "echo reported\n",
+            )
+        ],
+    }
+    done = run_daemon(fake, tmp_path / "w", timeout=60)
+    assert done.returncode == 1
+    [abort] = fake.aborts
+    assert re.fullmatch(
+        r"report of `web\.1` is 52\.\d MiB, over the 50 MiB limit "
+        r"\(the script logs were sent alone\)",
+        abort["message"],
+    ), abort["message"]
+    # The logs were sent alone, so what happened stays readable.
+    [(_, archive)] = fake.reports
+    files = report_files(archive)
+    assert "web.1/huge.bin" not in files
+    assert "reported" in files["web.1/logs/reporting.log"].decode()
+    assert not list((tmp_path / "w").glob("report-*.tar.gz"))  # temporary archives removed
+
+
+def test_a_refused_report_aborts_naming_the_cause(fake: FakeServer, tmp_path: Path) -> None:
+    fake.report_refusal = (400, "report is over 52428800 bytes")
+    done = run_daemon(fake, tmp_path / "w")
+    assert done.returncode == 1
+    assert fake.aborts == [
+        {
+            "message": "report of `web.1` was refused: report upload: "
+            "report is over 52428800 bytes (HTTP 400)",
+            "cancel": False,
+        }
+    ]
+
+
+def test_any_unexpected_4xx_ends_in_an_abort_naming_it(fake: FakeServer, tmp_path: Path) -> None:
+    original = fake.handle
+
+    def refuse_votes(method: str, path: str, query: dict[str, str], body: Any) -> Any:
+        if path == "/votes" and body["state"] == "Executing":
+            return 400, {"error": "cannot vote Executing: the run is in Provisioning"}
+        return original(method, path, query, body)
+
+    fake.handle = refuse_votes  # type: ignore[method-assign]
+    done = run_daemon(fake, tmp_path / "w")
+    assert done.returncode == 1
+    assert fake.aborts == [
+        {
+            "message": "agent of `web.1`: vote Executing: cannot vote Executing: "
+            "the run is in Provisioning (HTTP 400)",
+            "cancel": False,
+        }
+    ]
+
+
+def test_a_destroyed_run_ends_the_daemon_cleanly(fake: FakeServer, tmp_path: Path) -> None:
+    fake.auto_advance = False
+    workdir = tmp_path / "w"
+    proc = spawn(agent_env(fake.url, SLIPSTREAM_WORKDIR=str(workdir)), "run")
+    eventually(lambda: fake.votes == ["Provisioning"])
+    fake.revoked = True  # destroy retired the token: every answer is 401 from now on
+    fake.set_state("Executing")
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    log = (workdir / "agent.log").read_text()
+    assert "the server no longer knows this instance's token" in log
+    assert fake.aborts == []

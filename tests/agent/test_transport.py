@@ -113,7 +113,7 @@ def test_a_wrapper_without_its_agent_says_so(tmp_path: Path) -> None:
     wrapper.write_text(text)
     wrapper.chmod(0o755)
     done = subprocess.run([str(wrapper), "k"], capture_output=True, text=True, check=False)
-    assert done.returncode == 1
+    assert done.returncode == 4  # SlipStream's NetworkError: nothing to talk to
     assert done.stderr.startswith("ss-get: the agent is not answering (")
 
 
@@ -181,7 +181,7 @@ def test_a_socket_in_a_folder_others_can_write_is_refused(tmp_path: Path) -> Non
         fake.set_param("db.1:url", "from an impostor")
         env = agent_env(f"unix:{folder / 'agent.sock'}", SLIPSTREAM_RETRY_SECONDS="1")
         done = agent(env, "ss-get", "db.1:url")
-        assert done.returncode == 1
+        assert done.returncode == 6  # SlipStream's SecurityError
         assert "is not private" in done.stderr
         assert fake.requests == []  # nothing was sent, the token least of all
     finally:
@@ -233,7 +233,7 @@ def test_a_server_with_another_certificate_gets_nothing(tls_fake: FakeServer) ->
     env = agent_env(url, SLIPSTREAM_SERVER_FINGERPRINT="sha256:" + "0" * 64)
     env["SLIPSTREAM_RETRY_SECONDS"] = "1"
     done = agent(env, "ss-set", "url", "x")
-    assert done.returncode == 1
+    assert done.returncode == 6  # SlipStream's SecurityError
     assert "is not the pinned one" in done.stderr
     assert tls_fake.requests == []
 

@@ -31,7 +31,7 @@ def test_validate_templates_ok() -> None:
 
 def test_validate_reports_every_problem_with_location(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
-    bad.write_text("kind: component\nname: Bad\nimage: ubuntu-22.04\ncolour: red\n")
+    bad.write_text("kind: component\nname: Bad!\nimage: ubuntu-22.04\ncolour: red\n")
     code, out = invoke("validate", str(bad), "--json")
     assert code == 1
     problems = json.loads(out)["problems"]

@@ -8,11 +8,14 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.compile.test_golden import DEPLOYMENTS, GOLDEN, TARGETS
+from engine.compile.compiler import compile_deployment
+from engine.recipes.loader import RecipeLoader
+from tests.compile.test_golden import CLOUDS, DEPLOYMENTS, GOLDEN, TARGETS
 from tests.compile.tfstructure import interpolations, problems
 
 
@@ -113,3 +116,20 @@ def test_escaped_text_is_not_an_expression() -> None:
         "output.o.value: `var.a` is not a declared variable",
         "output.o.value: `local.b` is not a declared local value",
     ]
+
+
+@pytest.mark.parametrize("cloud", TARGETS)
+def test_slipstream_style_names_compile_to_well_formed_roots(cloud: str, tmp_path: Path) -> None:
+    """Upper case and '_' in deployment and node names (`procSAR`, `torque_master`) stay
+    valid Terraform names on every cloud."""
+    (tmp_path / "Batch_Cluster.yaml").write_text(
+        "kind: deployment\nname: Batch_Cluster\nnodes:\n"
+        f"  torque_master: {{component: ubuntu, cloud: {cloud}}}\n"
+        f"  procSAR: {{component: ubuntu, cloud: {cloud}, multiplicity: 2}}\n",
+        encoding="utf-8",
+    )
+    dep = RecipeLoader(tmp_path, CLOUDS).deployment("Batch_Cluster", require_values=True)
+    doc = compile_deployment(dep, CLOUDS)[cloud]
+    assert problems(doc) == []
+    resources = {name for kind in doc["resource"].values() for name in kind}
+    assert {"torque_master", "procSAR"} <= resources

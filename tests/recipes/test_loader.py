@@ -182,3 +182,70 @@ def test_missing_deployment_input_value_required_at_deploy(tmp_path: Path) -> No
     )
     assert dep.values["v"] == "x"
     assert isinstance(FromInput("v").text, str)
+
+
+def test_node_input_override_replaces_one_nodes_binding(recipes: Path) -> None:
+    overrides = Overrides.parse(inputs=["a:peer=http://fixed", "b:level=08", "size=4"])
+    dep = RecipeLoader(recipes, CLOUDS).deployment(recipes / "app.yaml", overrides)
+    assert dep.nodes["a"].bindings["peer"] == LiteralValue("http://fixed")  # was a mapping
+    assert dep.nodes["b"].bindings["level"] == LiteralValue("8")  # checked and normalised
+    assert dep.nodes["b"].bindings["peer"] == FromOutput("a", 3, "url")  # others untouched
+    assert dep.values["size"] == "4"
+
+
+def test_builtin_names_agree_between_recipes_and_coordination() -> None:
+    from engine.coordination import keys
+    from engine.recipes.inputs import INSTANCE_BUILTINS, RESERVED
+
+    assert set(keys.INSTANCE_BUILTINS) == INSTANCE_BUILTINS
+    assert set(keys.NODE_KEYS) <= RESERVED
+
+
+def test_slipstream_style_names_optional_inputs_and_output_defaults(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "procSAR",
+        """\
+kind: component
+name: procSAR
+image: ubuntu-22.04
+inputs:
+  master: {}
+  queue: {optional: true}
+outputs:
+  done: {default: "no"}
+""",
+    )
+    write(
+        tmp_path,
+        "Batch_Cluster",
+        """\
+kind: deployment
+name: Batch_Cluster
+inputs:
+  note: {optional: true}
+nodes:
+  torque_master: {component: ubuntu}
+  procSAR:
+    component: procSAR
+    inputs:
+      master: {from: torque_master:hostname}
+""",
+    )
+    dep = RecipeLoader(tmp_path, CLOUDS).deployment("Batch_Cluster", require_values=True)
+    node = dep.nodes["procSAR"]
+    assert node.bindings["master"] == FromOutput("torque_master", 1, "hostname")
+    assert "queue" not in node.bindings
+    assert node.component.outputs["done"].default == "no"
+    assert dep.values["note"] is None
+
+
+def test_slipstreams_node_multiplicity_and_cloudservice_parameters(recipes: Path) -> None:
+    overrides = Overrides.parse(inputs=["a:multiplicity=5", "b:cloudservice=rack"])
+    assert (dict(overrides.multiplicity), dict(overrides.clouds)) == ({"a": 5}, {"b": ("rack",)})
+    assert dict(overrides.node_inputs) == {}
+    dep = RecipeLoader(recipes, CLOUDS).deployment(recipes / "app.yaml", overrides)
+    assert dep.nodes["a"].multiplicity == 5
+    assert dep.nodes["b"].clouds == ("rack",)
+    with pytest.raises(RecipeInvalid, match="multiplicity must be a whole number >= 0, got `x`"):
+        Overrides.parse(inputs=["a:multiplicity=x"])

@@ -355,7 +355,9 @@ def test_each_token_works_on_its_own_run(env: Env, runs: Runs, call: Call) -> No
         ("ss:state", 403),  # run-wide, engine-owned
         ("ss:abort", 403),
         ("web.0:url", 400),  # malformed
-        ("Web.1:url", 400),
+        ("1web.1:url", 400),
+        ("Web.1:url", 403),  # node names may have upper case: another (unknown) node's
+        ("db:url", 403),  # db.1:url, as SlipStream qualified it
         ("web.1:", 400),
         (":url", 400),
         ("web.1:url:x", 400),
@@ -409,7 +411,8 @@ def test_put_allowed_keys(env: Env, runs: Runs, call: Call) -> None:
         ("ss:nosuch", 404),
         ("ss.1:state", 404),
         ("web.0:url", 400),
-        ("Web.1:url", 400),
+        ("1web.1:url", 400),
+        ("Web.1:url", 404),  # a well-formed name, but no such node
         ("web.1:", 400),
         (":url", 400),
         ("web.1:url:x", 400),
@@ -692,8 +695,9 @@ def test_bare_key_resolves_the_mapping(env: Env, runs: Runs, net: Call) -> None:
             answer = net("GET", url(a, pkey(key)), token=tok[web])
             assert answer.status == 200, answer.raw
             assert answer.json == {"key": "db.1:url", "value": "http://db:5480"}
-    # The mapping is resolved on read: nothing is copied into web.*:db_url.
-    assert env.store.get_param(a, "web.1:db_url") is None
+    # As in SlipStream, the value shows under each mapped input too (in params, run documents).
+    assert env.store.get_param(a, "web.1:db_url") == "http://db:5480"
+    assert env.store.get_param(a, "web.2:db_url") == "http://db:5480"
     # Run B never saw A's value.
     answer = net("GET", url(runs.b, "/params/db_url?wait=0"), token=runs.tokens[runs.b]["web.1"])
     assert answer.status == 408
@@ -741,22 +745,32 @@ def test_get_all_waits_for_every_instance(env: Env, runs: Runs, net: Call) -> No
     assert net("PUT", url(a, pkey("url")), token=tok["web.2"], body={"value": "u2"}).status == 200
     answer = net("GET", path, token=reader)
     assert answer.status == 408
-    assert "error" in answer.json
+    assert answer.json == {
+        "error": "not set",
+        "keys": ["web.1:url", "web.2:url"],
+        "values": [None, "u2"],
+    }
     setter = later(
         0.4, lambda: net("PUT", url(a, pkey("url")), token=tok["web.1"], body={"value": "u1"})
     )
     answer, took = timed(lambda: net("GET", url(a, "/nodes/web/params/url?wait=5"), token=reader))
     setter.join(5)
     assert answer.status == 200, answer.raw
-    assert answer.json == {"values": ["u1", "u2"]}
+    assert answer.json == {"keys": ["web.1:url", "web.2:url"], "values": ["u1", "u2"]}
     assert 0.3 < took < PROMPT_S
-    # Mapped inputs resolve per instance; both web instances map to db.1:url.
-    assert net("GET", url(a, "/nodes/web/params/db_url"), token=reader).status == 408
+    # Mapped inputs resolve per instance; both web instances map to db.1:url. A wait that
+    # ends first says which instances have set it (SlipStream printed those it had).
+    answer = net("GET", url(a, "/nodes/web/params/db_url"), token=reader)
+    assert answer.status == 408
+    assert answer.json["values"] == [None, None]
     env.coordinator.publish(a, {"db.1:url": "http://db"})
     answer = net("GET", url(a, "/nodes/web/params/db_url"), token=reader)
-    assert answer.json == {"values": ["http://db", "http://db"]}
+    assert answer.json == {
+        "keys": ["web.1:db_url", "web.2:db_url"],
+        "values": ["http://db", "http://db"],
+    }
     answer = net("GET", url(a, "/nodes/db/params/url"), token=reader)
-    assert answer.json == {"values": ["http://db"]}
+    assert answer.json == {"keys": ["db.1:url"], "values": ["http://db"]}
 
 
 @pytest.mark.parametrize(
@@ -948,3 +962,165 @@ def test_a_vote_for_a_state_the_run_has_not_reached_is_refused(
     env.coordinator.set_state(a, "Executing")
     for state in ("Executing", "Provisioning"):
         assert call("POST", url(a, "/votes"), token=tok, body={"state": state}).status == 200
+
+
+# -- SlipStream's keys and built-ins (issue 10) ---------------------------------------------
+
+
+def test_node_key_means_its_first_instance_as_slipstream_qualified_it(
+    env: Env, runs: Runs, net: Call
+) -> None:
+    a, tok = runs.a, runs.tokens[runs.a]
+    env.coordinator.publish(a, {"db.1:url": "http://db", "web.1:url": "http://w1"})
+    for caller, key, stored, value in [
+        ("web.1", "db:url", "db.1:url", "http://db"),
+        ("lb.1", "web:url", "web.1:url", "http://w1"),
+        ("lb.1", "web:nodename", "web.1:nodename", "web"),
+        ("web.2", "web:multiplicity", "web:multiplicity", "2"),  # node-wide stays node-wide
+        ("web.2", "multiplicity", "web:multiplicity", "2"),
+        ("web.2", "ids", "web:ids", "1,2"),
+        ("lb.1", "web.2:multiplicity", "web.2:multiplicity", "2"),  # and per instance
+    ]:
+        answer = net("GET", url(a, pkey(key)), token=tok[caller])
+        assert answer.status == 200, (key, answer.raw)
+        assert answer.json == {"key": stored, "value": value}, key
+    # ss-set web:url from web.1 sets web.1:url; from web.2 it is another instance's key.
+    answer = net("PUT", url(a, pkey("web:url")), token=tok["web.1"], body={"value": "u"})
+    assert (answer.status, answer.json) == (200, {"key": "web.1:url"})
+    answer = net("PUT", url(a, pkey("web:url")), token=tok["web.2"], body={"value": "u"})
+    assert answer.status == 403
+
+
+def test_builtins_have_slipstream_names(env: Env, runs: Runs, net: Call) -> None:
+    a, tok = runs.a, runs.tokens[runs.a]
+    expect = {
+        "cloudservice": "local",
+        "cloud": "local",
+        "node_instance_name": "web.2",
+        "nodename": "web",
+        "id": "2",
+        "multiplicity": "web:multiplicity",  # a bare `multiplicity` is the node's
+        "service-offer": "small",
+        "image.id": "ubuntu-22.04",  # the native image at the root of its chain
+    }
+    for name, value in expect.items():
+        answer = net("GET", url(a, pkey(f"web.2:{name}")), token=tok["lb.1"])
+        assert answer.status == 200, (name, answer.raw)
+        wanted = "2" if name == "multiplicity" else value
+        assert answer.json == {"key": f"web.2:{name}", "value": wanted}
+
+
+def test_ignore_abort_reads_and_writes_past_the_fence(env: Env, runs: Runs, net: Call) -> None:
+    a, tok = runs.a, runs.tokens[runs.a]
+    env.coordinator.publish(a, {"db.1:url": "http://db"})
+    assert net("POST", url(a, "/abort"), token=tok["db.1"], body={"message": "x"}).status == 200
+    plain = net("GET", url(a, pkey("db_url")), token=tok["web.1"])
+    assert plain.status == 409
+    past = net("GET", url(a, pkey("db_url") + "?ignore_abort=true"), token=tok["web.1"])
+    assert (past.status, past.json) == (200, {"key": "db.1:url", "value": "http://db"})
+    answer = net(
+        "PUT", url(a, pkey("url") + "?ignore_abort=true"), token=tok["web.1"], body={"value": "c"}
+    )
+    assert answer.status == 200, answer.raw
+    assert env.store.get_param(a, "web.1:url") == "c"
+    answer = net("GET", url(a, "/nodes/web/params/url?ignore_abort=true"), token=tok["lb.1"])
+    assert answer.status == 408  # web.2 never set it; no 409
+    assert answer.json["values"] == ["c", None]
+    answer = net("GET", url(a, pkey("url") + "?ignore_abort=yes"), token=tok["web.1"])
+    assert answer.status == 400
+
+
+MAPPINGS_APP = {
+    "relay": """\
+kind: component
+name: relay
+image: ubuntu-22.04
+inputs:
+  upstream: {description: an input of another node}
+  password: {sensitive: true, default: ""}
+  queue: {optional: true}
+outputs:
+  ready: {default: "false"}
+""",
+    "Torque_master": """\
+kind: component
+name: Torque_master
+image: ubuntu-22.04
+inputs:
+  secret: {default: s3cret, sensitive: true}
+  origin: {default: "from the master"}
+""",
+    "app": """\
+kind: deployment
+name: app
+nodes:
+  torque_master:
+    component: Torque_master
+  procSAR:
+    component: relay
+    multiplicity: 2
+    inputs:
+      upstream: {from: torque_master:origin}
+      password: {from: torque_master:secret}
+  client:
+    component: relay
+    inputs:
+      upstream: {from: procSAR.2:upstream}
+      queue: {from: torque_master:hostname}
+""",
+}
+
+
+def test_mappings_to_builtins_and_inputs_show_under_each_instance(
+    env: Env, tmp_path: Path, net: Call
+) -> None:
+    from engine.compile.runspec import sensitive_keys
+    from engine.runs.manager import masked_params
+
+    for name, text in MAPPINGS_APP.items():
+        (tmp_path / f"{name}.yaml").write_text(text, encoding="utf-8")
+    dep = RecipeLoader(tmp_path, env.clouds).deployment("app", require_values=True)
+    run = env.manager.create(dep, env.clouds, user="alice")
+    tok = {
+        i["name"]: token_file(env.home, run, i["name"]).read_text("utf-8").strip()
+        for i in env.store.instances(run)
+    }
+    params = env.store.params(run)
+    # Input to input (through a chain: client → procSAR.2 → torque_master.1), at creation.
+    assert params["procSAR.1:upstream"] == "from the master"
+    assert params["procSAR.2:upstream"] == "from the master"
+    assert params["client.1:upstream"] == "from the master"
+    assert params["procSAR.1:ready"] == "false"  # an output's default
+    assert params["procSAR.1:queue"] == ""  # optional, not mapped: empty
+    answer = net("GET", url(run, pkey("upstream")), token=tok["client.1"])
+    assert answer.json == {"key": "torque_master.1:origin", "value": "from the master"}
+    # A built-in: set by the engine once the machine exists, then copied to the input.
+    waiting = net("GET", url(run, pkey("queue") + "?wait=0"), token=tok["client.1"])
+    assert waiting.status == 408
+    env.coordinator.publish(run, {"torque_master.1:hostname": "10.0.0.7"})
+    assert env.store.get_param(run, "client.1:queue") == "10.0.0.7"
+    answer = net("GET", url(run, pkey("client.1:queue")), token=tok["procSAR.1"])
+    assert answer.json == {"key": "torque_master.1:hostname", "value": "10.0.0.7"}
+    # A sensitive input's source, and every input fed by it, stay masked.
+    secret = sensitive_keys(env.coordinator.spec(run))
+    assert {"torque_master.1:secret", "procSAR.1:password", "procSAR.2:password"} <= secret
+    shown = masked_params(env.store, run, secret)
+    assert shown["procSAR.2:password"] == "***"
+    assert shown["torque_master.1:secret"] == "***"
+    assert "s3cret" not in json.dumps(shown)
+    assert shown["client.1:queue"] == "10.0.0.7"
+
+
+def test_refresh_never_moves_a_run_back_on_a_stale_read(
+    env: Env, runs: Runs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The driver's refresh may read the store just before the writer thread commits the
+    # state a completed barrier moved to; taking that read would undo the move the agents
+    # were already told of (seen as "cannot vote SendingReports: the run is in Executing").
+    a = runs.a
+    for state in ("Provisioning", "Executing", "SendingReports"):
+        assert env.coordinator.set_state(a, state)
+    monkeypatch.setattr(env.store, "run_flags", lambda run_id: ("Executing", None))
+    assert env.coordinator.refresh(a) == ("SendingReports", None)
+    monkeypatch.setattr(env.store, "run_flags", lambda run_id: ("Aborted", "gone"))
+    assert env.coordinator.refresh(a) == ("Aborted", "gone")  # forward moves still apply
