@@ -16,10 +16,8 @@ Example (not run as a doctest: it deploys)::
 
 from __future__ import annotations
 
-import os
 import secrets
 import shutil
-import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -40,8 +38,9 @@ from engine.recipes.model import Deployment
 from engine.runs.endpoints import Endpoints
 from engine.runs.launcher import server_file, token_file
 from engine.runs.locks import RunLock
+from engine.runs.teardown import launcher_argv, runner_env, sweep_sandboxes
 from engine.store.runstore import NewInstance, NewRun, RunStore
-from engine.terraform.binary import TerraformExe, terraform_env
+from engine.terraform.binary import TerraformExe
 from engine.terraform.events import TfEvent
 from engine.terraform.runner import TerraformRunner
 
@@ -208,13 +207,7 @@ class RunManager:
     def _variables(self, run_id: str, cloud_type: str) -> dict[str, Any]:
         variables: dict[str, Any] = {"run_id": run_id}
         if cloud_type == "local":
-            variables["launcher"] = [
-                sys.executable,
-                "-m",
-                "engine.runs.launcher",
-                "--home",
-                str(self.home.resolve()),
-            ]
+            variables["launcher"] = launcher_argv(self.home)
             variables["sandbox_root"] = str((self.run_dir(run_id) / "sandboxes").resolve())
         else:
             tokens = {}
@@ -245,10 +238,11 @@ class RunManager:
                     },
                 )
 
-        env = terraform_env(self.home)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
         return TerraformRunner(
-            self.terraform, self.run_dir(run_id) / "tf" / cloud, env, on_event=on_event
+            self.terraform,
+            self.run_dir(run_id) / "tf" / cloud,
+            runner_env(self.home),
+            on_event=on_event,
         )
 
     def _each_cloud(self, run_id: str, step: str) -> None:
@@ -264,6 +258,7 @@ class RunManager:
         def one(cloud: str) -> None:
             runner = runners[cloud]
             variables = self._variables(run_id, clouds[cloud])
+            self._take_over(run_id, cloud, runner, cancel=step == "destroy")
             self.store.add_event(run_id, "terraform", f"{cloud}: {step} started")
             _retry_locked(runner.init)
             if step == "apply":
@@ -294,6 +289,23 @@ class RunManager:
         for future in futures:
             future.result()
 
+    def _take_over(self, run_id: str, cloud: str, runner: TerraformRunner, cancel: bool) -> None:
+        """Wait for a Terraform command a dead driver left running in the root (it is
+        finishing and saving its state); when destroying, interrupt its apply first."""
+        found = runner.leftover()
+        if found is None:
+            return
+        interrupt = cancel and found.step in ("init", "plan", "apply")
+        how = "interrupting" if interrupt else "waiting for"
+        self.store.add_event(
+            run_id,
+            "terraform",
+            f"{cloud}: {how} terraform {found.step} (pid {found.pid}), left running by "
+            f"a process that died (pid {found.driver})",
+            {"cloud": cloud, "pid": found.pid},
+        )
+        runner.adopt(interrupt=interrupt)
+
     def _apply_all(self, run_id: str) -> None:
         self._each_cloud(run_id, "apply")
 
@@ -310,13 +322,14 @@ class RunManager:
             return
         try:
             self._each_cloud(run_id, "destroy")
+            for name in sweep_sandboxes(self.home, run_id):
+                self.store.add_event(
+                    run_id, "terraform", f"local: stopped {name}, which Terraform no longer tracked"
+                )
             self.store.set_checkpoint(run_id, "destroyed")
-            # Nothing left to authenticate: drop the tokens and the empty sandbox root.
+            # Nothing left to authenticate: drop the tokens.
             shutil.rmtree(self.run_dir(run_id) / "tokens", ignore_errors=True)
             self.coordinator.retire(run_id)
-            sandboxes = self.run_dir(run_id) / "sandboxes"
-            if sandboxes.is_dir() and not any(sandboxes.iterdir()):
-                sandboxes.rmdir()
         except Exception as err:
             self.store.add_event(run_id, "error", f"destroy failed: {err}")
             self.store.set_checkpoint(run_id, "destroy-failed", str(err))
