@@ -114,8 +114,10 @@ class Service:
     def list_runs(self, user: str) -> list[RunRecord]:
         return self.store.list_runs()
 
-    def events(self, user: str, run_id: str, after: int = 0) -> list[Event]:
-        return self.store.events(run_id, after)
+    def events(self, user: str, run_id: str, after: int = 0, limit: int = 1000) -> list[Event]:
+        """One page of a run's events after the id ``after``: page on with the last id
+        until a page comes back shorter than ``limit``."""
+        return self.store.events(run_id, after, limit)
 
     def params(self, user: str, run_id: str) -> dict[str, str]:
         from engine.compile.runspec import sensitive_keys

@@ -27,7 +27,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from engine.agent import AGENT_FILE
-from engine.coordination.coordinator import MAX_VALUE_BYTES, Coordinator, clip_utf8, token_hash
+from engine.coordination.coordinator import Coordinator, token_hash
 from engine.coordination.refusals import AgentError, BadRequest, Forbidden, Unauthorized
 
 MAX_REPORT_BYTES = 50 * 1024 * 1024
@@ -162,14 +162,10 @@ class AgentAPI:
 
     async def add_event(self, request: Request, run_id: str, caller: str) -> Response:
         body = await json_object(request)
-        message = clip_utf8(str(body.get("message", "")), MAX_VALUE_BYTES)
-        level = str(body.get("level", "info"))[:16]
-        if not message.startswith(f"{caller}:"):
-            message = f"{caller}: {message}"
-        store = self.coordinator.store
-        await asyncio.wrap_future(
-            store.put_event(run_id, "agent", message, {"instance": caller, "level": level})
-        )
+        message, level = body.get("message", ""), body.get("level", "info")
+        if not isinstance(message, str) or not isinstance(level, str):
+            raise BadRequest("`message` and `level` must be text")
+        await self.coordinator.post_event(run_id, caller, message, level)
         return JSONResponse({"ok": True})
 
     async def upload_report(self, request: Request, run_id: str, caller: str) -> Response:
@@ -178,17 +174,7 @@ class AgentAPI:
             raise BadRequest(f"report is over {MAX_REPORT_BYTES} bytes")
         target = self.home / "runs" / run_id / "reports" / f"{caller}.tar.gz"
         size = await stream_to_file(request, target, MAX_REPORT_BYTES)
-        store = self.coordinator.store
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, store.add_report, run_id, caller, str(target), size)
-        await asyncio.wrap_future(
-            store.put_event(
-                run_id,
-                "report",
-                f"{caller}: report uploaded ({size} bytes)",
-                {"instance": caller},
-            )
-        )
+        await self.coordinator.record_report(run_id, caller, str(target), size)
         return JSONResponse({"ok": True, "size": size})
 
 

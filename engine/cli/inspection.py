@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from engine.cli.options import JsonOpt, service_home, user
-from engine.cli.output import event_line, print_json
+from engine.cli.output import PAGE, event_line, print_json
 
 if TYPE_CHECKING:
     from engine.service import Service
@@ -115,12 +115,15 @@ def logs(
     service = run_reader(run_id, "logs")
     after = 0
     while True:
-        for event in service.events(user(), run_id, after):
+        page = service.events(user(), run_id, after, PAGE)
+        for event in page:
             after = event.id
             if as_json:
                 typer.echo(json.dumps(event.to_json(), sort_keys=True))
             else:
                 typer.echo(event_line(event))
+        if len(page) == PAGE:
+            continue
         run = service.store.get_run(run_id)
         if not follow or (run and run.state in OVER):
             return

@@ -19,6 +19,9 @@ import typer
 
 from engine.canonical import dumps
 
+# Events read from the store at a time, page after page.
+PAGE = 1000
+
 if TYPE_CHECKING:
     from engine.errors import Problem
     from engine.store.runstore import Event

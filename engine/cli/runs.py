@@ -32,7 +32,7 @@ from engine.cli.options import (
     service_home,
     user,
 )
-from engine.cli.output import event_line, fail, print_json
+from engine.cli.output import PAGE, event_line, fail, print_json
 
 if TYPE_CHECKING:
     from engine.coordination.coordinator import Coordinator
@@ -88,9 +88,14 @@ class EventTail(threading.Thread):
             self.flush()
 
     def flush(self) -> None:
-        for event in self.service.store.events(self.run_id, self.after):
-            self.after = event.id
-            typer.echo(event_line(event), err=True)
+        """Print every event not printed yet, page after page."""
+        while True:
+            page = self.service.store.events(self.run_id, self.after, PAGE)
+            for event in page:
+                self.after = event.id
+                typer.echo(event_line(event), err=True)
+            if len(page) < PAGE:
+                return
 
 
 def deploy(

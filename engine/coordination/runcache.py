@@ -36,6 +36,8 @@ class RunCache:
     abort: str | None
     state_since: float
     armed: set[str] = field(default_factory=set)
+    # Events each instance has posted (counted from the store on its first post here).
+    posted: dict[str, int] = field(default_factory=dict)
     advancing: str | None = None  # the barrier whose state move is being written
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 

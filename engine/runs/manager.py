@@ -50,6 +50,8 @@ POLL_S = 0.1
 TERMINATE_WAIT_S = 900.0
 CANCEL_WAIT_S = 300.0
 STATE_LOCK_WAIT_S = 300.0
+# Events a run's document carries: its last ones (an instance may post a thousand).
+SUMMARY_EVENTS = 1000
 # States of a run still on its way to Ready, in order.
 _ON_THE_WAY = ("Initializing", "Provisioning", "Executing", "SendingReports")
 
@@ -394,12 +396,17 @@ def masked_params(store: RunStore, run_id: str, secret_keys: set[str]) -> dict[s
     return {k: ("***" if k in secret_keys else v) for k, v in sorted(store.params(run_id).items())}
 
 
-def run_summary(store: RunStore, run_id: str, secret_keys: set[str]) -> dict[str, Any]:
-    """A run as a JSON document: id, state, params (secrets masked), events."""
+def run_summary(
+    store: RunStore, run_id: str, secret_keys: set[str], events: int = SUMMARY_EVENTS
+) -> dict[str, Any]:
+    """A run as a JSON document: id, state, params (secrets masked), its last ``events``
+    events, and ``earlier_events``, how many came before them (``slipstream logs`` has
+    them all)."""
     run = store.get_run(run_id)
     if run is None:
         raise SlipstreamError(f"unknown run `{run_id}`")
     params = masked_params(store, run_id, secret_keys)
+    last, earlier = store.last_events(run_id, events)
     return {
         "id": run.id,
         "deployment": run.deployment,
@@ -408,5 +415,6 @@ def run_summary(store: RunStore, run_id: str, secret_keys: set[str]) -> dict[str
         "abort": run.abort_message,
         "params": params,
         "url": params.get("ss:url.service"),
-        "events": [e.to_json() for e in store.events(run_id)],
+        "events": [e.to_json() for e in last],
+        "earlier_events": earlier,
     }

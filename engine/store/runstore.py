@@ -10,7 +10,8 @@ told it was accepted.
 
 A *fenced* write reads the run's abort flag and state in the transaction it would write in,
 and writes nothing (its future raises :class:`Fenced`) once the run is aborted or over,
-whichever process aborted it.
+whichever process aborted it; what agents post besides values and votes (events, reports,
+an abort) is fenced once the run is over.
 
 Example:
     >>> store = RunStore.open("sqlite://")
@@ -242,9 +243,10 @@ class RunStore:
     def _write(self, write: Callable[[Connection], T]) -> T:
         return self._group.submit(write)
 
-    def _fence(self, conn: Connection, run_id: str) -> None:
+    def _fence(self, conn: Connection, run_id: str, aborted_too: bool = True) -> None:
+        """Raise :class:`Fenced` when the run is over (or aborted, with ``aborted_too``)."""
         row = conn.execute(self._fence_sql, (run_id,)).fetchone()
-        if row is not None and (row[1] is not None or row[0] in FENCED_STATES):
+        if row is not None and (row[0] in FENCED_STATES or (aborted_too and row[1] is not None)):
             raise Fenced(run_id, row[0], row[1])
 
     # -- runs -------------------------------------------------------------------------
@@ -367,10 +369,13 @@ class RunStore:
         cancelled: bool = False,
         after: Callable[[bool], object] | None = None,
         event: LogLine | None = None,
+        *,
+        fenced: bool = False,
     ) -> Future[bool]:
         """Raise the abort flag and set ``ss:abort``; the first message wins. The future
         says whether this call raised it; ``after(raised)`` runs once committed; ``event``
-        is logged in the same transaction when it raised the flag.
+        is logged in the same transaction when it raised the flag. ``fenced``: refuse with
+        :class:`Fenced` once the run is over.
 
         >>> store = RunStore.open("sqlite://")
         >>> store.create_run(NewRun("r1", "webapp", "alice", "on-success", 60, "{}"), [], {})
@@ -380,6 +385,8 @@ class RunStore:
         now = time.time()
 
         def write(conn: Connection) -> bool:
+            if fenced:
+                self._fence(conn, run_id, aborted_too=False)
             raised = conn.execute(_ABORT, (message, cancelled, now, run_id)).rowcount > 0
             if raised:
                 conn.execute(_UPSERT_PARAM, (run_id, "ss:abort", message, now))
@@ -530,13 +537,22 @@ class RunStore:
     # -- events and reports -----------------------------------------------------------
 
     def put_event(
-        self, run_id: str, kind: str, message: str, data: Mapping[str, Any] | None = None
+        self,
+        run_id: str,
+        kind: str,
+        message: str,
+        data: Mapping[str, Any] | None = None,
+        *,
+        fenced: bool = False,
     ) -> Future[int]:
         """Queue one line of the run's log; the future gives its id once committed
-        (safe to call from an ``after`` callback: it does not wait)."""
+        (safe to call from an ``after`` callback: it does not wait). ``fenced``: refuse
+        with :class:`Fenced` once the run is aborted or over (what agents post)."""
         args = (run_id, time.time(), kind, message, json.dumps(dict(data or {}), sort_keys=True))
 
         def write(conn: Connection) -> int:
+            if fenced:
+                self._fence(conn, run_id, aborted_too=False)
             row = conn.execute(_INSERT_EVENT + " RETURNING id", args).fetchone()
             return int(row[0])
 
@@ -548,23 +564,68 @@ class RunStore:
         return self._group.wait(lambda: self.put_event(run_id, kind, message, data))
 
     def events(self, run_id: str, after: int = 0, limit: int = 1000) -> list[Event]:
+        """One page of a run's log: up to ``limit`` events after the id ``after``, in
+        order; page on with the last one's id until a page comes back short."""
         rows = self.database.fetch_all(
             "SELECT id, run_id, at, kind, message, data FROM events"
             " WHERE run_id = ? AND id > ? ORDER BY id LIMIT ?",
             (run_id, after, limit),
         )
-        return [Event(r[0], r[1], r[2], r[3], r[4], json.loads(r[5])) for r in rows]
+        return [_event(r) for r in rows]
 
-    def add_report(self, run_id: str, instance: str, path: str, size: int) -> None:
+    def last_events(self, run_id: str, limit: int) -> tuple[list[Event], int]:
+        """The run's last ``limit`` events, in order, and how many came before them.
+
+        >>> store = RunStore.open("sqlite://")
+        >>> for n in range(5):
+        ...     _ = store.add_event("r1", "note", f"n{n}")
+        >>> events, earlier = store.last_events("r1", 2)
+        >>> [e.message for e in events], earlier
+        (['n3', 'n4'], 3)
+        """
+        rows = self.database.fetch_all(
+            "SELECT id, run_id, at, kind, message, data FROM events"
+            " WHERE run_id = ? ORDER BY id DESC LIMIT ?",
+            (run_id, limit),
+        )
+        events = [_event(r) for r in reversed(rows)]
+        earlier = 0
+        if len(events) == limit:
+            found = self.database.fetch_one(
+                "SELECT count(*) FROM events WHERE run_id = ? AND id < ?",
+                (run_id, events[0].id),
+            )
+            earlier = int(found[0]) if found else 0
+        return events, earlier
+
+    def posted_events(self, run_id: str, instance: str) -> int:
+        """How many events of ``kind`` agent the instance posted (their message starts
+        with its name and a colon)."""
+        prefix = f"{instance}:"
+        found = self.database.fetch_one(
+            "SELECT count(*) FROM events WHERE run_id = ? AND kind = 'agent'"
+            " AND substr(message, 1, ?) = ?",
+            (run_id, len(prefix), prefix),
+        )
+        return int(found[0]) if found else 0
+
+    def add_report(
+        self, run_id: str, instance: str, path: str, size: int, *, fenced: bool = False
+    ) -> None:
+        """Record an instance's uploaded report; ``fenced``: refuse once the run is over."""
         args = (run_id, instance, path, size, time.time())
-        self._write(
-            lambda conn: conn.execute(
+
+        def write(conn: Connection) -> None:
+            if fenced:
+                self._fence(conn, run_id, aborted_too=False)
+            conn.execute(
                 f"INSERT INTO reports ({_REPORT_COLUMNS}) VALUES (?, ?, ?, ?, ?)"
                 " ON CONFLICT (run_id, instance) DO UPDATE SET path = excluded.path,"
                 " size = excluded.size, at = excluded.at",
                 args,
             )
-        )
+
+        self._write(write)
 
     def reports(self, run_id: str) -> list[dict[str, Any]]:
         rows = self.database.fetch_all(
@@ -573,6 +634,10 @@ class RunStore:
         )
         names = _REPORT_COLUMNS.split(", ")
         return [dict(zip(names, row, strict=True)) for row in rows]
+
+
+def _event(row: tuple[Any, ...]) -> Event:
+    return Event(row[0], row[1], row[2], row[3], row[4], json.loads(row[5]))
 
 
 def _run_record(row: tuple[Any, ...]) -> RunRecord:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner, Result
@@ -110,3 +111,33 @@ def test_reading_where_nothing_was_deployed_creates_nothing(
     result = run(home, *command)
     assert (result.exit_code, result.stdout) == (code, stdout)
     assert not home.exists()
+
+
+def many_events(home: Path, count: int) -> None:
+    store = Service(home, None).store
+
+    def write(conn: Any) -> None:
+        conn.executemany(
+            "INSERT INTO events (run_id, at, kind, message, data) VALUES (?, ?, ?, ?, ?)",
+            [("r1", time.time(), "agent", f"web.1: line {n}", "{}") for n in range(count)],
+        )
+
+    store.write(write)
+    store.add_event("r1", "state", "run entered Done", {"state": "Done"})
+
+
+def test_item_3_logs_pages_through_every_event(home: Path) -> None:
+    many_events(home, 2500)
+    lines = run(home, "logs", "r1").stdout.splitlines()
+    assert len(lines) == 2502
+    assert lines[-1].endswith(" state     run entered Done")
+    docs = run(home, "logs", "r1", "--json").stdout.splitlines()
+    assert len(docs) == 2502 and json.loads(docs[-1])["message"] == "run entered Done"
+
+
+def test_item_3_the_run_document_ends_with_the_last_event(home: Path) -> None:
+    """What `deploy --json` prints: the last events, and how many came before them."""
+    many_events(home, 2500)
+    doc = Service(home, None).get_run("tester", "r1")
+    assert len(doc["events"]) == 1000 and doc["earlier_events"] == 1502
+    assert doc["events"][-1]["message"] == "run entered Done"

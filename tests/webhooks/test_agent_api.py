@@ -14,6 +14,8 @@ import http.client
 import json
 import socket
 import stat
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -24,6 +26,7 @@ from urllib.parse import quote, urlsplit
 
 import pytest
 
+import engine.coordination.coordinator as coordinator_module
 import webhooks.agent_api as agent_api
 from engine.coordination.coordinator import STATES, Coordinator, token_hash
 from engine.coordination.hub import Hub
@@ -34,6 +37,7 @@ from engine.runs.launcher import token_file
 from engine.runs.manager import RunManager
 from engine.store.runstore import RunStore
 from engine.terraform.binary import TerraformExe
+from tests.conftest import REPO
 from webhooks.app import create_app
 from webhooks.server import HttpServer
 
@@ -948,3 +952,101 @@ def test_a_vote_for_a_state_the_run_has_not_reached_is_refused(
     env.coordinator.set_state(a, "Executing")
     for state in ("Executing", "Provisioning"):
         assert call("POST", url(a, "/votes"), token=tok, body={"state": state}).status == 200
+
+
+# -- limits and retired tokens (issue 16) -----------------------------------------------
+
+
+def test_item_3_one_instance_may_post_only_so_many_events(
+    env: Env, runs: Runs, call: Call, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert coordinator_module.MAX_EVENTS_PER_INSTANCE == 1000
+    monkeypatch.setattr(coordinator_module, "MAX_EVENTS_PER_INSTANCE", 5)
+    a, tok = runs.a, runs.tokens[runs.a]["web.1"]
+    for n in range(5):
+        answer = call("POST", url(a, "/events"), token=tok, body={"message": f"line {n}"})
+        assert answer.status == 200, answer.raw
+    for _ in range(3):
+        answer = call("POST", url(a, "/events"), token=tok, body={"message": "flood"})
+        assert answer.status == 429
+        assert answer.json == {
+            "error": "web.1 has posted 5 events, the most one instance may: this one is refused"
+        }
+    said = [e.message for e in env.store.events(a) if e.kind == "agent"]
+    assert said == [*(f"web.1: line {n}" for n in range(5)), NOTE.format(name="web.1")]
+    # Another instance has its own allowance; a new server counts what the store holds.
+    other = runs.tokens[a]["web.2"]
+    assert call("POST", url(a, "/events"), token=other, body={"message": "hi"}).status == 200
+    env.coordinator.forget(a)
+    assert call("POST", url(a, "/events"), token=tok, body={"message": "again"}).status == 429
+    assert [e.message for e in env.store.events(a)].count(NOTE.format(name="web.1")) == 1
+
+
+NOTE = "{name}: {name} has posted 5 events, the most one instance may; its later events are refused"
+
+OTHER_SERVER = """
+import sys
+from pathlib import Path
+from engine.coordination.coordinator import Coordinator
+from engine.coordination.hub import Hub
+from engine.store.runstore import RunStore
+from webhooks.app import create_app
+from webhooks.server import HttpServer
+home = Path(sys.argv[1])
+hub = Hub()
+coordinator = Coordinator(RunStore.open(f"sqlite:///{home}/runs.db"), hub)
+server = HttpServer(create_app(home, coordinator), tcp=("127.0.0.1", 0), on_loop=hub.attach)
+print(server.start().tcp_url, flush=True)
+sys.stdin.read()
+"""
+
+
+def test_item_10_a_retired_token_cannot_write_through_another_servers_cache(
+    env: Env, runs: Runs
+) -> None:
+    """Another server process knows the token (its owner cache keeps it for seconds) when
+    this one destroys the run: every write it is then handed is refused, nothing stored."""
+    a, tok = runs.a, runs.tokens[runs.a]["web.1"]
+    other = subprocess.Popen(
+        [sys.executable, "-c", OTHER_SERVER, str(env.home)],
+        cwd=REPO,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert other.stdout is not None
+        base = other.stdout.readline().strip()
+        parts = urlsplit(base)
+
+        def there(method: str, path: str, **kw: Any) -> Answer:
+            conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=15)
+            data = json.dumps(kw["body"]).encode() if "body" in kw else kw.get("data")
+            try:
+                conn.request(method, path, body=data, headers={"Authorization": f"Bearer {tok}"})
+                response = conn.getresponse()
+                return Answer(response.status, response.read(), {})
+            finally:
+                conn.close()
+
+        env.coordinator.set_state(a, "Executing")
+        assert there("GET", url(a, pkey("id"))).status == 200  # the owner is cached there
+        env.coordinator.set_state(a, "Ready")
+        env.coordinator.set_state(a, "Finalizing")
+        env.coordinator.retire(a)  # what destroy does, then Done
+        env.coordinator.set_state(a, "Done")
+        before = snapshot(env, runs)
+        writes = [
+            ("PUT", url(a, pkey("web.1:url")), {"body": {"value": "http://late"}}),
+            ("POST", url(a, "/events"), {"body": {"message": "still here"}}),
+            ("POST", url(a, "/votes"), {"body": {"state": "Executing"}}),  # its cache: Executing
+            ("POST", url(a, "/abort"), {"body": {"message": "late abort"}}),
+            ("POST", url(a, "/reports"), {"data": b"tar"}),
+        ]
+        for method, path, extra in writes:
+            answer = there(method, path, **extra)
+            assert answer.status in (401, 409), (path, answer.status, answer.raw)
+        assert snapshot(env, runs) == before
+    finally:
+        other.kill()
+        other.wait()
