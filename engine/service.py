@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.coordination.coordinator import Coordinator
 from engine.coordination.hub import Hub
+from engine.files import private_home
 from engine.store.runstore import Event, RunRecord, RunStore
 
 # Recipes (PyYAML, jsonschema), the compiler, the run manager and Terraform are imported by
@@ -40,7 +41,8 @@ class Service:
 
     def __init__(self, home: Path, serve: Serve | None, clouds_path: Path | None = None) -> None:
         self.home = home
-        home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # What was made private in a home others could read (HomeUnusable when unsafe).
+        self.repairs = private_home(home)
         url = os.environ.get("SLIPSTREAM_DATABASE_URL") or f"sqlite:///{home.resolve()}/runs.db"
         self.store = RunStore.open(url)
         self.hub = Hub()

@@ -124,7 +124,7 @@ def compile_cmd(
     written: dict[str, str] = {}
     for name, text in texts.items():
         target = out / name / "main.tf.json"
-        write_atomic(target, text)
+        write_atomic(target, text, mode=0o644, dir_mode=0o755)  # a build output, not a secret
         written[name] = str(target)
     if as_json:
         doc: dict[str, Any] = {

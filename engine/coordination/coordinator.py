@@ -347,8 +347,15 @@ class Coordinator:
                 with cache.lock:
                     cache.advancing = None
 
+        def failed(future: Future[bool]) -> None:
+            if future.exception() is not None:  # say a full disk: the next refresh retries
+                with cache.lock:
+                    cache.advancing = None
+
         event = ("state", f"run entered {state}", {"state": state})
-        return self.store.move_state(run_id, state, expect=expect, after=moved, event=event)
+        future = self.store.move_state(run_id, state, expect=expect, after=moved, event=event)
+        future.add_done_callback(failed)
+        return future
 
     def _entered(self, run_id: str, cache: RunCache, state: str) -> None:
         with cache.lock:
@@ -422,6 +429,8 @@ class Coordinator:
             self.hub.notify_run(run_id)
         if state != cache.state and cache.advancing is None:
             self._entered(run_id, cache, state)
+        else:
+            self._advance(run_id, cache)  # a barrier whose move failed to be written
         return cache.state, cache.abort
 
     def voters(self, run_id: str, state: str) -> set[str]:

@@ -20,6 +20,7 @@ from pathlib import Path
 from types import TracebackType
 
 from engine.errors import SlipstreamError
+from engine.files import make_dirs
 
 
 class RunLocked(SlipstreamError):
@@ -37,7 +38,7 @@ class RunLock:
 
     def acquire(self) -> None:
         """Take the lock, waiting up to ``wait_s``; :class:`RunLocked` names the holder."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_dirs(self.path.parent)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         deadline = time.monotonic() + self.wait_s
         while True:

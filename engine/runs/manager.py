@@ -32,7 +32,7 @@ from engine.compile.runspec import build_spec
 from engine.coordination.coordinator import Coordinator, token_hash
 from engine.coordination.hub import Hub
 from engine.errors import SlipstreamError, StateLocked
-from engine.files import write_atomic
+from engine.files import make_dirs, write_atomic
 from engine.recipes.clouds import CloudsConfig
 from engine.recipes.model import Deployment
 from engine.runs.endpoints import Endpoints
@@ -90,7 +90,8 @@ class RunManager:
         spec = build_spec(dep, clouds)
         spec["cloud_types"] = {name: clouds.get(name).type for name in documents}
         base = self.run_dir(run_id)
-        base.mkdir(parents=True, mode=0o700)
+        make_dirs(base.parent)
+        base.mkdir(mode=0o700)
         for cloud, doc in documents.items():
             write_atomic(base / "tf" / cloud / "main.tf.json", dumps(doc))
         new_instances, initial = [], {"ss:category": "Deployment", "ss:state": "Initializing"}

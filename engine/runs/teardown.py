@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -34,6 +35,8 @@ from engine.terraform.binary import TerraformExe, terraform_env
 from engine.terraform.runner import TerraformRunner
 
 STOP_TIMEOUT_S = 60.0
+# What a run id may be: never a path (no `/`, no `..`).
+RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
 
 def launcher_argv(home: Path) -> list[str]:
@@ -83,7 +86,11 @@ def destroy_from_state(home: Path, run_id: str, terraform: TerraformExe) -> Iter
     Raises :class:`SlipstreamError` when the folder is missing or a root's destroy fails
     (after trying every root).
     """
+    if not RUN_ID.fullmatch(run_id):
+        raise SlipstreamError(f"`{run_id}` is not a run id")
     run_dir = home / "runs" / run_id
+    if not run_dir.is_dir():
+        raise SlipstreamError(f"no folder for run `{run_id}` in {home / 'runs'}")
     roots = sorted(p.parent for p in (run_dir / "tf").glob("*/main.tf.json"))
     if not roots:
         raise SlipstreamError(f"no Terraform roots in {run_dir / 'tf'}: nothing to destroy from")

@@ -30,13 +30,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from engine.errors import SlipstreamError
+from engine.errors import SlipstreamError, StoreError
 from engine.store.database import Connection, Database, open_database
 from engine.store.groupcommit import GroupWriter, Refused
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest migration's revision; tests check it matches engine/store/migrations/versions.
 HEAD_REVISION = "0002"
+# Every table of the schema at HEAD_REVISION: a store missing one is damaged.
+TABLES = frozenset(
+    {"alembic_version", "runs", "instances", "params", "votes", "events", "reports"}
+    | {"users", "tokens", "grants", "identities"}
+)
 # States in which a fenced write is refused, besides any state of an aborted run.
 FENCED_STATES = ("Done", "Aborted", "Cancelled")
 T = TypeVar("T")
@@ -201,13 +206,31 @@ class RunStore:
 
     @classmethod
     def open(cls, url: str) -> RunStore:
-        """Connect (creating a SQLite file's folder) and migrate to the latest schema.
+        """Connect (creating a SQLite file's folder), migrate to the latest schema, and
+        check that every table is there; :class:`StoreError` says what is wrong.
 
         ``url``: ``sqlite:///PATH``, ``sqlite://`` (in memory), ``postgresql://…`` or
         ``postgresql+psycopg://…`` (``?options=-csearch_path%3DSCHEMA`` picks a schema).
+
+        >>> import tempfile
+        >>> garbage = Path(tempfile.mkdtemp()) / "runs.db"
+        >>> _ = garbage.write_bytes(b"not a database, just bytes" * 100)
+        >>> RunStore.open(f"sqlite:///{garbage}")
+        Traceback (most recent call last):
+        ...
+        engine.errors.StoreError: the run store ... cannot be opened: file is not a database
         """
         store = cls(open_database(url))
-        store.migrate()
+        try:
+            store.migrate()
+            missing = sorted(TABLES - store.database.tables())
+        except BaseException:
+            store.close()
+            raise
+        if missing:
+            store.close()
+            names = ", ".join(f"`{name}`" for name in missing)
+            raise StoreError(store.database.where, "is damaged", f"missing table(s) {names}")
         return store
 
     def close(self) -> None:
@@ -230,14 +253,19 @@ class RunStore:
             return  # the common case: skip importing Alembic and SQLAlchemy (half a second)
         from engine.store.migrate import upgrade
 
-        upgrade(self.database, MIGRATIONS)
+        try:
+            upgrade(self.database, MIGRATIONS)
+        except StoreError:
+            raise
+        except Exception as exc:  # SQLAlchemy's and Alembic's errors, whatever they are
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+            raise StoreError(self.database.where, "cannot be migrated", reason) from exc
 
     def revision(self) -> str | None:
         """The schema's current Alembic revision, or None for an empty database."""
-        try:
-            row = self.database.fetch_one("SELECT version_num FROM alembic_version")
-        except self.database.error:
+        if "alembic_version" not in self.database.tables():
             return None
+        row = self.database.fetch_one("SELECT version_num FROM alembic_version")
         return None if row is None else str(row[0])
 
     def _write(self, write: Callable[[Connection], T]) -> T:
@@ -577,6 +605,7 @@ class RunStore:
         """The run's last ``limit`` events, in order, and how many came before them.
 
         >>> store = RunStore.open("sqlite://")
+        >>> store.create_run(NewRun("r1", "webapp", "alice", "on-success", 60, "{}"), [], {})
         >>> for n in range(5):
         ...     _ = store.add_event("r1", "note", f"n{n}")
         >>> events, earlier = store.last_events("r1", 2)
