@@ -91,13 +91,17 @@ class Service:
         ref: str | Path,
         overrides: Overrides | None = None,
         root: Path | None = None,
+        *,
+        walk: bool = True,
     ) -> str:
-        """Check and compile a deployment, store the run; :meth:`drive` then runs it."""
+        """Check and compile a deployment, store the run; :meth:`drive` then runs it.
+        ``walk``: recipes are found anywhere below ``root`` (a checkout), else only in it."""
         from engine.recipes.loader import RecipeLoader
 
         config = self.clouds()
-        dep = RecipeLoader(root, config).deployment(ref, overrides, require_values=True)
-        return self.manager().create(dep, config, user)
+        loader = RecipeLoader(root, config, walk=walk)
+        dep = loader.deployment(ref, overrides, require_values=True)
+        return self.manager().create(dep, config, user, recipes=loader.files)
 
     def drive(self, run_id: str) -> str:
         return self.manager().drive(run_id)

@@ -59,32 +59,41 @@ def user() -> str:
     return os.environ.get("SLIPSTREAM_USER") or getpass.getuser()
 
 
-def recipe_root(start: Path) -> Path:
-    """The Git checkout (or folder with ``slipstream.yaml``) holding ``start``, else its folder.
+def recipe_root(start: Path) -> tuple[Path, bool]:
+    """Where recipes named by ``start`` are found, and whether below it too: the Git
+    checkout (or folder with ``slipstream.yaml``) holding ``start``, searched whole; else
+    ``start``'s own folder, searched alone (from ``/tmp``, walking would find whatever any
+    user left there).
 
     Example:
         >>> import tempfile
         >>> top = Path(tempfile.mkdtemp()).resolve()
         >>> (top / "slipstream.yaml").touch()
         >>> (top / "apps").mkdir()
-        >>> recipe_root(top / "apps" / "webapp.yaml") == top
+        >>> recipe_root(top / "apps" / "webapp.yaml") == (top, True)
+        True
+        >>> (top / "slipstream.yaml").unlink()
+        >>> recipe_root(top / "apps" / "webapp.yaml") == (top / "apps", False)
         True
     """
     here = start.resolve()
     folder = here if here.is_dir() else here.parent
     for candidate in (folder, *folder.parents):
         if (candidate / ".git").exists() or (candidate / "slipstream.yaml").exists():
-            return candidate
-    return folder
+            return candidate, True
+    return folder, False
 
 
-def deployment_root(deployment: str) -> Path:
-    """The recipe root for a deployment given as a file, or by name (then: from here).
+def deployment_root(deployment: str, root: Path | None = None) -> tuple[Path, bool]:
+    """The recipe root for a deployment given as a file, or by name (then: from here);
+    ``root`` (``--root``) when given, searched whole.
 
     Example:
         >>> deployment_root("webapp") == recipe_root(Path.cwd())
         True
     """
+    if root is not None:
+        return root, True
     return recipe_root(Path(deployment) if Path(deployment).exists() else Path.cwd())
 
 

@@ -76,11 +76,11 @@ def validate(
     except RecipeInvalid as err:
         fail(err.problems, as_json, "clouds configuration")
     files = recipe_files(paths)
-    loaders: dict[Path, RecipeLoader] = {}
+    loaders: dict[tuple[Path, bool], RecipeLoader] = {}
     problems: list[Problem] = []
     for file in files:
-        base = root or recipe_root(file)
-        loader = loaders.setdefault(base, RecipeLoader(base, config))
+        base, walk = (root, True) if root else recipe_root(file)
+        loader = loaders.setdefault((base, walk), RecipeLoader(base, config, walk=walk))
         loader.validate_file(file, str(file))
     for loader in loaders.values():
         problems.extend(loader.problems)
@@ -113,8 +113,9 @@ def compile_cmd(
     parsed = overrides(inputs, cloud, multiplicity)
     try:
         config = load_home_clouds(service_home(), clouds)
-        base = root or deployment_root(deployment)
-        dep = RecipeLoader(base, config).deployment(deployment, parsed, require_values=True)
+        base, walk = deployment_root(deployment, root)
+        loader = RecipeLoader(base, config, walk=walk)
+        dep = loader.deployment(deployment, parsed, require_values=True)
         texts = compile_text(dep, config)
     except RecipeInvalid as err:
         fail(err.problems, as_json, "compile")

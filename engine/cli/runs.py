@@ -123,8 +123,8 @@ def deploy(
     parsed = overrides(inputs, cloud, multiplicity)
     service = driving_service(clouds)
     try:
-        base = root or deployment_root(deployment)
-        run_id = service.deploy(user(), deployment, parsed, base)
+        base, walk = deployment_root(deployment, root)
+        run_id = service.deploy(user(), deployment, parsed, base, walk=walk)
     except RecipeInvalid as err:
         service.close()
         fail(err.problems, as_json, "deploy")
@@ -133,7 +133,12 @@ def deploy(
         typer.echo(f"deploy: {err}", err=True)
         raise typer.Exit(1) from err
     typer.echo(f"run {run_id}: deploying `{deployment}`", err=True)
-    drive_and_report(service, run_id, as_json)
+    after = 0
+    for event in service.store.events(run_id):  # its creation, and where each recipe is from
+        after = event.id
+        if event.kind == "recipe":
+            typer.echo(f"  {printable(event.message)}", err=True)
+    drive_and_report(service, run_id, as_json, after)
 
 
 def drive_and_report(service: Service, run_id: str, as_json: bool, after: int = 0) -> None:

@@ -20,7 +20,7 @@ import secrets
 import shutil
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
@@ -83,8 +83,15 @@ class RunManager:
 
     # -- creation ---------------------------------------------------------------------
 
-    def create(self, dep: Deployment, clouds: CloudsConfig, user: str) -> str:
-        """Store a new run with its spec, instances, tokens and compiled roots."""
+    def create(
+        self,
+        dep: Deployment,
+        clouds: CloudsConfig,
+        user: str,
+        recipes: Mapping[str, Path] | None = None,
+    ) -> str:
+        """Store a new run with its spec, instances, tokens and compiled roots; the run's
+        log says which file each recipe (``recipes``: name → file) came from."""
         run_id = uuid.uuid4().hex[:16]
         documents = compile_deployment(dep, clouds)
         spec = build_spec(dep, clouds)
@@ -122,6 +129,8 @@ class RunManager:
             f"run of `{dep.name}` created by {user}",
             {"instances": len(new_instances), "clouds": sorted(documents)},
         )
+        for name, path in sorted((recipes or {}).items()):
+            self.store.add_event(run_id, "recipe", f"`{name}` from {path}", {"file": str(path)})
         return run_id
 
     # -- driving ----------------------------------------------------------------------
