@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import stat
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -36,7 +37,18 @@ CloudsOpt = Annotated[
         "--clouds", help="clouds configuration (default: clouds.yaml in the service home)"
     ),
 ]
-InputOpt = Annotated[list[str] | None, typer.Option("--input", help="KEY=VALUE")]
+InputOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--input",
+        help="KEY=VALUE (on the command line, which every user of the host can read), or "
+        "KEY=@FILE to read the value from FILE (@@ for a value starting with @)",
+    ),
+]
+InputFileOpt = Annotated[
+    list[Path] | None,
+    typer.Option("--input-file", help="a YAML mapping of inputs (KEY: VALUE), read before --input"),
+]
 CloudOpt = Annotated[list[str] | None, typer.Option("--cloud", help="NODE=CLOUD[,CLOUD…]")]
 MultiplicityOpt = Annotated[list[str] | None, typer.Option("--multiplicity", help="NODE=N")]
 
@@ -98,9 +110,14 @@ def deployment_root(deployment: str, root: Path | None = None) -> tuple[Path, bo
 
 
 def overrides(
-    inputs: list[str] | None, cloud: list[str] | None, multiplicity: list[str] | None
+    inputs: list[str] | None,
+    cloud: list[str] | None,
+    multiplicity: list[str] | None,
+    input_files: list[Path] | None = None,
 ) -> Overrides:
-    """Parsed deploy-time overrides; a malformed one is a usage error (exit 2).
+    """Parsed deploy-time overrides; a malformed one is a usage error (exit 2). Values of
+    ``KEY=@FILE`` inputs and of ``--input-file`` files are read here: only the command line
+    reads the user's files, never a request from chat or the API.
 
     Example:
         >>> overrides(["greeting=hi"], None, ["web=3"]).multiplicity["web"]
@@ -110,7 +127,8 @@ def overrides(
     from engine.recipes.overrides import Overrides
 
     try:
-        parsed = Overrides.parse(inputs or [], cloud or [], multiplicity or [])
+        items = [*input_file_items(input_files or []), *map(input_item, inputs or [])]
+        parsed = Overrides.parse(items, cloud or [], multiplicity or [])
     except RecipeInvalid as err:
         for problem in err.problems:
             typer.echo(f"usage: {problem}", err=True)
@@ -118,3 +136,61 @@ def overrides(
     for warning in parsed.warnings:
         typer.echo(f"warning: {warning}", err=True)
     return parsed
+
+
+def input_item(item: str) -> str:
+    """``KEY=@FILE`` as ``KEY=<the file's text>`` (one final newline dropped); ``KEY=@@x``
+    as ``KEY=@x``; anything else as it is.
+
+    Example:
+        >>> input_item("handle=@@alice"), input_item("greeting=hi")
+        ('handle=@alice', 'greeting=hi')
+    """
+    from engine.errors import Mark, Problem, RecipeInvalid
+
+    key, sep, value = item.partition("=")
+    if not sep or not value.startswith("@"):
+        return item
+    if value.startswith("@@"):
+        return f"{key}={value[1:]}"
+    path = Path(value[1:])
+    try:
+        text = read_value_file(path)
+    except (OSError, ValueError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise RecipeInvalid([Problem(Mark(f"--input {key}=@{path}", 0, 0), why)]) from exc
+    text = text.removesuffix("\n").removesuffix("\r")
+    return f"{key}={text}"
+
+
+def read_value_file(path: Path, limit: int = 1024 * 1024) -> str:
+    """The UTF-8 text of a regular file of at most ``limit`` bytes."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError(f"{path} is not a regular file")
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise ValueError(f"{path} is over {limit} bytes")
+    return data.decode("utf-8")
+
+
+def input_file_items(paths: list[Path]) -> list[str]:
+    """``KEY=VALUE`` items from YAML files of inputs (a mapping of names to scalars)."""
+    from engine.errors import Problem, RecipeInvalid
+    from engine.recipes.yamlsrc import parse_file
+
+    items, problems = [], []
+    for path in paths:
+        doc = parse_file(path)
+        if not isinstance(doc.value, dict):
+            problems.append(Problem(doc.mark, "expected a mapping of input names to values"))
+            continue
+        for key, value in doc.value.items():
+            if isinstance(value.value, (dict, list)) or value.value is None:
+                problems.append(Problem(value.mark, f"input `{key}`: expected a single value"))
+            else:
+                items.append(f"{key}={value.as_text()}")
+    if problems:
+        raise RecipeInvalid(problems)
+    return items

@@ -18,6 +18,7 @@ import typer
 from engine.cli.options import (
     CloudOpt,
     CloudsOpt,
+    InputFileOpt,
     InputOpt,
     JsonOpt,
     MultiplicityOpt,
@@ -96,6 +97,7 @@ def validate(
 def compile_cmd(
     deployment: Annotated[str, typer.Argument(help="deployment file, or its name")],
     inputs: InputOpt = None,
+    input_files: InputFileOpt = None,
     cloud: CloudOpt = None,
     multiplicity: MultiplicityOpt = None,
     clouds: CloudsOpt = None,
@@ -110,7 +112,7 @@ def compile_cmd(
     from engine.recipes.clouds import load_home_clouds
     from engine.recipes.loader import RecipeLoader
 
-    parsed = overrides(inputs, cloud, multiplicity)
+    parsed = overrides(inputs, cloud, multiplicity, input_files)
     try:
         config = load_home_clouds(service_home(), clouds)
         base, walk = deployment_root(deployment, root)

@@ -23,6 +23,7 @@ import typer
 from engine.cli.options import (
     CloudOpt,
     CloudsOpt,
+    InputFileOpt,
     InputOpt,
     JsonOpt,
     MultiplicityOpt,
@@ -104,6 +105,7 @@ class EventTail(threading.Thread):
 def deploy(
     deployment: Annotated[str, typer.Argument(help="deployment file, or its name")],
     inputs: InputOpt = None,
+    input_files: InputFileOpt = None,
     cloud: CloudOpt = None,
     multiplicity: MultiplicityOpt = None,
     clouds: CloudsOpt = None,
@@ -120,7 +122,7 @@ def deploy(
     """Deploy: provision every cloud, run the coordination phase, stop at Ready (or Done)."""
     from engine.errors import CloudError, RecipeInvalid
 
-    parsed = overrides(inputs, cloud, multiplicity)
+    parsed = overrides(inputs, cloud, multiplicity, input_files)
     service = driving_service(clouds)
     try:
         base, walk = deployment_root(deployment, root)

@@ -80,7 +80,7 @@ def _pairs(
 
     >>> warnings: list[str] = []
     >>> _pairs("--input", ["v=1", "v=2"], PARAM_RE, [], warnings), warnings
-    ({'v': '2'}, ['`--input v` is given twice: the last value (`2`) is used'])
+    ({'v': '2'}, ['`--input v` is given twice: the last one is used'])
     """
     out: dict[str, str] = {}
     for item in items:
@@ -96,8 +96,7 @@ def _pairs(
             )
         else:
             if key in out:
-                warnings.append(
-                    f"`{option} {key}` is given twice: the last value (`{value}`) is used"
-                )
+                # Not the value: it may be a secret (read from a file, say).
+                warnings.append(f"`{option} {key}` is given twice: the last one is used")
             out[key] = value
     return out
