@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from engine.errors import Mark, Problem, RecipeInvalid
-from engine.recipes.schema import NAME_RE, PARAM_RE, PATTERN_HELP
+from engine.recipes.schema import MAX_MULTIPLICITY, NAME_RE, PARAM_RE, PATTERN_HELP
 
 
 def option_mark(option: str, text: str) -> Mark:
@@ -59,11 +59,12 @@ class Overrides:
         parsed_mult: dict[str, int] = {}
         pairs = _pairs("--multiplicity", multiplicity, NAME_RE, problems, warnings)
         for node, value in pairs.items():
-            if not re.fullmatch(r"[0-9]{1,5}", value):
+            if not re.fullmatch(r"[0-9]{1,9}", value) or int(value) > MAX_MULTIPLICITY:
                 problems.append(
                     Problem(
                         option_mark("--multiplicity", f"{node}={value}"),
-                        f"multiplicity must be a whole number >= 0, got `{value}`",
+                        f"multiplicity must be a whole number from 0 to {MAX_MULTIPLICITY}, "
+                        f"got `{value}`",
                     )
                 )
             else:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+# Instances of one node, in a recipe or from --multiplicity: one limit for both.
+MAX_MULTIPLICITY = 10_000
 NAME_RE = r"^[a-z][a-z0-9-]{0,62}$"
 PARAM_RE = r"^[A-Za-z][A-Za-z0-9_.-]{0,127}$"
 FROM_RE = (
@@ -149,7 +151,7 @@ NODE: dict[str, Any] = {
                 },
             ],
         },
-        "multiplicity": {"type": "integer", "minimum": 0, "maximum": 10000},
+        "multiplicity": {"type": "integer", "minimum": 0, "maximum": MAX_MULTIPLICITY},
         "max_failures": {"type": "integer", "minimum": 0},
         "inputs": _params(
             {

@@ -17,7 +17,7 @@ import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import yaml
 
@@ -73,8 +73,17 @@ class Located:
         return self.text or str(self.value)
 
 
-def parse_file(path: Path, display: str | None = None) -> Located:
-    """Parse one YAML file after :func:`read_file`'s checks.
+@overload
+def parse_file(path: Path, display: str | None = None) -> Located: ...
+
+
+@overload
+def parse_file(path: Path, display: str | None = None, *, empty_ok: bool) -> Located | None: ...
+
+
+def parse_file(path: Path, display: str | None = None, *, empty_ok: bool = False) -> Located | None:
+    """Parse one YAML file after :func:`read_file`'s checks; ``empty_ok``: None for a file
+    with no document in it (else that is a problem).
 
     Raises :class:`RecipeInvalid` with the location of the first syntax problem.
     """
@@ -84,6 +93,9 @@ def parse_file(path: Path, display: str | None = None) -> Located:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise RecipeInvalid([Problem(Mark(name, 0, 0), "file is not UTF-8 text")]) from exc
+    if empty_ok:
+        node = _compose(text, name)
+        return None if node is None else _Builder(name).build(node)
     return parse_text(text, name)
 
 
@@ -148,8 +160,17 @@ def parse_text(text: str, name: str) -> Located:
         raise RecipeInvalid(
             [Problem(Mark(name, 0, 0), f"file is over the {MAX_FILE_BYTES}-byte limit")]
         )
+    node = _compose(text, name)
+    if node is None:
+        raise RecipeInvalid(
+            [Problem(Mark(name, 1, 1), "file is empty: expected a mapping with `kind`")]
+        )
+    return _Builder(name).build(node)
+
+
+def _compose(text: str, name: str) -> yaml.Node | None:
     try:
-        node = yaml.compose(text, Loader=_SafeLoader)
+        return yaml.compose(text, Loader=_SafeLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
@@ -164,11 +185,6 @@ def parse_text(text: str, name: str) -> Located:
         ) from exc
     except yaml.YAMLError as exc:
         raise RecipeInvalid([Problem(Mark(name, 0, 0), f"YAML error: {exc}")]) from exc
-    if node is None:
-        raise RecipeInvalid(
-            [Problem(Mark(name, 1, 1), "file is empty: expected a mapping with `kind`")]
-        )
-    return _Builder(name).build(node)
 
 
 class _Builder:

@@ -35,6 +35,7 @@ from engine.errors import SlipstreamError, StateLocked
 from engine.files import make_dirs, write_atomic
 from engine.recipes.clouds import CloudsConfig
 from engine.recipes.model import Deployment
+from engine.runs.capacity import available_mib, check_local_capacity
 from engine.runs.endpoints import Endpoints
 from engine.runs.launcher import server_file, token_file
 from engine.runs.locks import RunLock
@@ -92,6 +93,13 @@ class RunManager:
     ) -> str:
         """Store a new run with its spec, instances, tokens and compiled roots; the run's
         log says which file each recipe (``recipes``: name → file) came from."""
+        local = sum(
+            clouds.get(node.cloud_of(i)).type == "local"
+            for node in dep.nodes.values()
+            for i in node.instance_ids()
+        )
+        if local:
+            check_local_capacity(local, available_mib())
         run_id = uuid.uuid4().hex[:16]
         documents = compile_deployment(dep, clouds)
         spec = build_spec(dep, clouds)
