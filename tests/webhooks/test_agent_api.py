@@ -148,6 +148,7 @@ def http_call(
     chunked: bool = False,
     timeout: float = 15.0,
     unix: bool = False,
+    body_iter: Iterator[bytes] | None = None,
 ) -> Answer:
     """One request over a real socket to the server (TCP, or its Unix socket)."""
     conn: http.client.HTTPConnection
@@ -163,7 +164,10 @@ def http_call(
         data = json.dumps(body).encode("utf-8")
         sent.setdefault("Content-Type", "application/json")
     try:
-        if chunked:
+        if body_iter is not None:  # sent as it comes, never whole in memory
+            sent.pop("Transfer-Encoding", None)
+            conn.request(method, path, body=body_iter, headers=sent, encode_chunked=True)
+        elif chunked:
             sent["Transfer-Encoding"] = "chunked"
             conn.request(method, path, body=iter([data or b""]), headers=sent, encode_chunked=True)
         else:
@@ -1050,3 +1054,70 @@ def test_item_10_a_retired_token_cannot_write_through_another_servers_cache(
     finally:
         other.kill()
         other.wait()
+
+
+def test_item_13_deeply_nested_json_is_400_not_a_crash(env: Env, runs: Runs, call: Call) -> None:
+    before = snapshot(env, runs)
+    tok = runs.tokens[runs.a]["web.1"]
+    deep = b'{"value": ' + b"[" * 50_000 + b"]" * 50_000 + b"}"
+    for path, data in ((url(runs.a, pkey("url")), deep), (url(runs.a, "/abort"), b"[" * 60_000)):
+        method = "PUT" if "/params/" in path else "POST"
+        answer = call(method, path, token=tok, data=data)
+        assert answer.status == 400, answer.raw
+        assert answer.headers.get("content-type") == "application/json"
+    assert snapshot(env, runs) == before
+
+
+@pytest.mark.parametrize("cancel", ["false", "true", 0, 1, None, [], {}])
+def test_item_15_cancel_must_be_a_json_boolean(
+    env: Env, runs: Runs, call: Call, cancel: Any
+) -> None:
+    before = snapshot(env, runs)
+    body = {"message": "maybe", "cancel": cancel}
+    answer = call("POST", url(runs.a, "/abort"), token=runs.tokens[runs.a]["db.1"], body=body)
+    assert answer.status == 400, answer.raw
+    assert answer.json == {"error": "`cancel` must be true or false"}
+    assert snapshot(env, runs) == before
+
+
+def test_item_2_parallel_reports_are_streamed_to_disk_not_held_in_memory(
+    env: Env, runs: Runs
+) -> None:
+    """20 uploads at once (16 MiB each, sent in 1 MiB chunks that are one shared buffer)
+    raise the process's peak memory by far less than what they carry: 320 MiB."""
+    chunk, chunks = b"r" * (1 << 20), 16
+    tokens = [runs.tokens[run][name] for run in (runs.a, runs.b) for name in INSTANCES]
+    tokens += [runs.tokens[runs.a][name] for name in INSTANCES] * 3
+    Path("/proc/self/clear_refs").write_text("5")  # restart the peak (VmHWM) from now
+    before = peak_rss_mib()
+    answers: list[int] = []
+
+    def upload(token: str) -> None:
+        run = runs.a if token in runs.tokens[runs.a].values() else runs.b
+        answer = http_call(
+            env.server,
+            "POST",
+            url(run, "/reports"),
+            token=token,
+            headers={"Content-Type": "application/gzip", "Transfer-Encoding": "chunked"},
+            body_iter=(chunk for _ in range(chunks)),
+            timeout=120,
+        )
+        answers.append(answer.status)
+
+    workers = [threading.Thread(target=upload, args=(t,)) for t in tokens[:20]]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(180)
+    assert answers == [200] * 20
+    assert peak_rss_mib() - before < 96
+    reports = env.home / "runs" / runs.a / "reports"
+    assert (reports / "web.1.tar.gz").stat().st_size == chunks << 20
+
+
+def peak_rss_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM in /proc/self/status")
