@@ -68,6 +68,25 @@ class CloudError(SlipstreamError):
     """A cloud cannot take the deployment as configured (for example an exhausted host pool)."""
 
 
+class StoreError(SlipstreamError):
+    """The run store cannot be opened, read or written (a damaged or garbage file, a
+    missing table, a full disk, an unreachable database server).
+
+    Example:
+        >>> str(StoreError("runs.db", "cannot write", "database or disk is full"))
+        'the run store runs.db cannot write: database or disk is full'
+    """
+
+    def __init__(self, where: str, doing: str, why: str) -> None:
+        self.where, self.doing, self.why = where, doing, why
+        super().__init__(f"the run store {where} {doing}: {why}")
+
+
+class HomeUnusable(SlipstreamError):
+    """The service home cannot be used: not writable, or not safe (another user owns it or
+    something in it)."""
+
+
 class TerraformNotFound(SlipstreamError):
     """No Terraform executable could be found or installed."""
 

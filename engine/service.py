@@ -29,6 +29,7 @@ from engine.access import Access, Actor
 from engine.coordination.coordinator import Coordinator
 from engine.coordination.hub import Hub
 from engine.errors import AccessDenied, Conflict, NotFound, RecipeInvalid
+from engine.files import private_home
 from engine.store.accounts import Accounts
 from engine.store.runstore import Event, RunFilter, RunRecord, RunStore
 
@@ -65,7 +66,8 @@ class Service:
         jobs: JobRunner | None = None,
     ) -> None:
         self.home = home
-        home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # What was made private in a home others could read (HomeUnusable when unsafe).
+        self.repairs = private_home(home)
         url = os.environ.get("SLIPSTREAM_DATABASE_URL") or f"sqlite:///{home.resolve()}/runs.db"
         self.store = RunStore.open(url)
         self.hub = Hub()
@@ -134,16 +136,19 @@ class Service:
         *,
         hold: bool = False,
         origin: Mapping[str, Any] | None = None,
+        walk: bool = True,
     ) -> str:
         """Check and compile a deployment and store the run. Resident, it starts at once
         (``hold``: it is planned and waits for an approval); embedded, :meth:`drive` runs it.
+        ``walk``: recipes are found anywhere below ``root`` (a checkout), else only in it.
         """
         from engine.recipes.loader import RecipeLoader
 
         config = self.clouds()
-        dep = RecipeLoader(root, config).deployment(ref, overrides, require_values=True)
+        loader = RecipeLoader(root, config, walk=walk)
+        dep = loader.deployment(ref, overrides, require_values=True)
         run_id = self.manager().create(
-            dep, config, actor.name, hold=hold, origin=dict(origin or {})
+            dep, config, actor.name, hold=hold, origin=dict(origin or {}), recipes=loader.files
         )
         if self.jobs is not None:
             self.manager().release(run_id)  # the job takes the lock again
@@ -277,6 +282,8 @@ class Service:
         return found[: where.limit]
 
     def events(self, actor: Actor, run_id: str, after: int = 0, limit: int = 1000) -> list[Event]:
+        """One page of a run's events after the id ``after``: page on with the last id
+        until a page comes back shorter than ``limit``."""
         self.run_for(actor, run_id)
         return self.store.events(run_id, after, limit)
 

@@ -36,7 +36,7 @@ ENGINE_FOR_FRONT_DOORS = ENGINE_BELOW_SERVICE | {"engine.access", "engine.servic
 # What each unit may import besides itself; the longest matching prefix decides.
 ALLOWED: dict[str, set[str]] = {
     "engine.errors": set(),
-    "engine.files": set(),
+    "engine.files": {"engine.errors"},  # its errors are the product's
     "engine.canonical": set(),
     "engine.agent": set(),
     "providers_map": {"templates"},  # bootstrap scripts are shipped as templates

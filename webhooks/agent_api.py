@@ -15,9 +15,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import math
 import os
 import tempfile
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -27,12 +29,16 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from engine.agent import AGENT_FILE
-from engine.coordination.coordinator import MAX_VALUE_BYTES, Coordinator, clip_utf8, token_hash
+from engine.coordination.coordinator import Coordinator, token_hash
 from engine.coordination.refusals import AgentError, BadRequest, Forbidden, Unauthorized
+from engine.errors import StoreError
 
 MAX_REPORT_BYTES = 50 * 1024 * 1024
+# How often a failing store is reported on the server's log.
+TROUBLE_EVERY_S = 10.0
 MAX_JSON_BYTES = 64 * 1024
 PREFIX = "/agent/v1"
+log = logging.getLogger(__name__)
 
 Handler = Callable[[Request, str, str], Awaitable[Response]]
 
@@ -54,6 +60,7 @@ class AgentAPI:
     def __init__(self, home: Path, coordinator: Coordinator) -> None:
         self.home = home
         self.coordinator = coordinator
+        self._trouble_said = -TROUBLE_EVERY_S
 
     def routes(self) -> list[Route]:
         run = PREFIX + "/runs/{run_id}"
@@ -83,8 +90,19 @@ class AgentAPI:
                 return await handler(request, run_id, await self.caller(request, run_id))
             except AgentError as err:
                 return refusal(err)
+            except StoreError as err:
+                # A full disk, a database server gone: the agent retries, the run lives on.
+                self.store_trouble(err)
+                return JSONResponse({"error": str(err)}, 503, headers={"Retry-After": "1"})
 
         return route
+
+    def store_trouble(self, err: StoreError) -> None:
+        """Say once in a while (not once per agent request) that the store fails."""
+        now = time.monotonic()
+        if now - self._trouble_said >= TROUBLE_EVERY_S:
+            self._trouble_said = now
+            log.warning("slipstream: %s; agents' requests are answered 503 and retried", err)
 
     async def caller(self, request: Request, run_id: str) -> str:
         """The instance whose token the request carries (401 unknown, 403 another run's)."""
@@ -169,14 +187,10 @@ class AgentAPI:
 
     async def add_event(self, request: Request, run_id: str, caller: str) -> Response:
         body = await json_object(request)
-        message = clip_utf8(str(body.get("message", "")), MAX_VALUE_BYTES)
-        level = str(body.get("level", "info"))[:16]
-        if not message.startswith(f"{caller}:"):
-            message = f"{caller}: {message}"
-        store = self.coordinator.store
-        await asyncio.wrap_future(
-            store.put_event(run_id, "agent", message, {"instance": caller, "level": level})
-        )
+        message, level = body.get("message", ""), body.get("level", "info")
+        if not isinstance(message, str) or not isinstance(level, str):
+            raise BadRequest("`message` and `level` must be text")
+        await self.coordinator.post_event(run_id, caller, message, level)
         return JSONResponse({"ok": True})
 
     async def upload_report(self, request: Request, run_id: str, caller: str) -> Response:
@@ -185,17 +199,7 @@ class AgentAPI:
             raise BadRequest(f"report is over {MAX_REPORT_BYTES} bytes")
         target = self.home / "runs" / run_id / "reports" / f"{caller}.tar.gz"
         size = await stream_to_file(request, target, MAX_REPORT_BYTES)
-        store = self.coordinator.store
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, store.add_report, run_id, caller, str(target), size)
-        await asyncio.wrap_future(
-            store.put_event(
-                run_id,
-                "report",
-                f"{caller}: report uploaded ({size} bytes)",
-                {"instance": caller},
-            )
-        )
+        await self.coordinator.record_report(run_id, caller, str(target), size)
         return JSONResponse({"ok": True, "size": size})
 
 

@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -23,6 +24,8 @@ import typer
 from typer.core import TyperCommand, TyperGroup
 
 from engine.cli import accounts, inspection, recipes, runs, serve
+from engine.cli.output import printable
+from engine.errors import SlipstreamError, StoreError
 
 
 def _unset_help_is_false(option: Any) -> Any:
@@ -83,8 +86,13 @@ def _interrupted(signum: int, frame: object) -> None:
 def main() -> None:
     """Entry point of the ``slipstream`` console script (and of ``python -m engine.cli.app``).
 
-    Example: ``slipstream list --json``; exits 130 when interrupted (Ctrl-C, SIGTERM).
+    Example: ``slipstream list --json``; exits 130 when interrupted (Ctrl-C, SIGTERM), and
+    1 with one line naming the command and the cause when the product refuses (a damaged
+    run store, a home that is not writable, no Terraform).
     """
+    # Everything the service creates (runs.db and its journals, run folders, sockets,
+    # Terraform's files, sandboxes) is its user's alone.
+    os.umask(0o077)
     # A CI cancel or a service manager stops us with SIGTERM: handle it like Ctrl-C, so
     # running Terraform commands are cancelled instead of orphaned.
     signal.signal(signal.SIGTERM, _interrupted)
@@ -93,6 +101,16 @@ def main() -> None:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
+    except SlipstreamError as err:
+        command = next((a for a in sys.argv[1:] if not a.startswith("-")), "slipstream")
+        typer.echo(f"{command}: {printable(str(err), newlines=True)}", err=True)
+        if isinstance(err, StoreError):
+            typer.echo(
+                f"{command}: to destroy a run's resources without the run store: "
+                "slipstream destroy --from-state RUN",
+                err=True,
+            )
+        sys.exit(1)
 
 
 __all__ = ["app", "main"]

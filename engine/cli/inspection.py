@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from engine.cli.options import JsonOpt, service_home, user
-from engine.cli.output import event_line, print_json
+from engine.cli.output import PAGE, event_line, print_json, printable
 
 if TYPE_CHECKING:
     from engine.service import Service
@@ -38,7 +38,10 @@ def reading_service() -> Service | None:
         return None
     from engine.service import Service
 
-    return Service(home, None)
+    service = Service(home, None)
+    for repair in service.repairs:
+        typer.echo(f"warning: {repair}", err=True)
+    return service
 
 
 def run_reader(run_id: str, command: str) -> Service:
@@ -59,15 +62,17 @@ def status(run_id: str, as_json: JsonOpt = False) -> None:
     service = run_reader(run_id, "status")
     doc = service.get_run(service.local_actor(user()), run_id)
     doc.pop("events")
+    doc.pop("earlier_events")
     if as_json:
         print_json(doc)
         return
-    typer.echo(f"{doc['id']}  {doc['deployment']}  {doc['state']}  {doc.get('url') or ''}")
+    url = printable(doc.get("url") or "")
+    typer.echo(f"{doc['id']}  {doc['deployment']}  {doc['state']}  {url}")
     if doc["abort"]:
-        typer.echo(f"abort: {doc['abort']}")
+        typer.echo(f"abort: {printable(doc['abort'])}")
     for key, value in doc["params"].items():
         if key.endswith(":statecustom"):
-            typer.echo(f"  {key.split(':')[0]}: {value}")
+            typer.echo(f"  {key.split(':')[0]}: {printable(value)}")
 
 
 def list_cmd(as_json: JsonOpt = False) -> None:
@@ -101,7 +106,7 @@ def params(run_id: str, as_json: JsonOpt = False) -> None:
         print_json(values)
         return
     for key, value in values.items():
-        typer.echo(f"{key} = {value}")
+        typer.echo(f"{key} = {printable(value)}")
 
 
 def logs(
@@ -115,12 +120,15 @@ def logs(
     service = run_reader(run_id, "logs")
     after = 0
     while True:
-        for event in service.events(service.local_actor(user()), run_id, after):
+        page = service.events(service.local_actor(user()), run_id, after, PAGE)
+        for event in page:
             after = event.id
             if as_json:
                 typer.echo(json.dumps(event.to_json(), sort_keys=True))
             else:
                 typer.echo(event_line(event))
+        if len(page) == PAGE:
+            continue
         run = service.store.get_run(run_id)
         if not follow or (run and run.state in OVER):
             return

@@ -1,7 +1,9 @@
 """What the commands share on the way out: JSON documents on stdout, problems, event lines.
 
-Results go to stdout, progress and errors to stderr. Imports Typer, the standard library and
-the engine's stdlib-only base (``engine.canonical``, ``engine.errors``) only.
+Results go to stdout, progress and errors to stderr. Text that agents sent (events, status
+lines, parameter values, abort messages) goes through :func:`printable` first, so it cannot
+forge lines or drive the terminal. Imports Typer, the standard library and the engine's
+stdlib-only base (``engine.canonical``, ``engine.errors``) only.
 
 Example:
     >>> print_json({"ok": True})
@@ -12,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import re
 import time
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -23,10 +26,42 @@ if TYPE_CHECKING:
     from engine.errors import Problem
     from engine.store.runstore import Event
 
+# Events read from the store at a time, page after page.
+PAGE = 1000
+# Controls (C0 but tab, DEL, C1), line and paragraph separators, and the bidirectional
+# overrides that reorder what a terminal shows ("Trojan Source").
+_BIDI = "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+_UNSAFE = re.compile(f"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029{_BIDI}]")
+_JSON_UNSAFE = re.compile(f"[\x7f-\x9f\u2028\u2029{_BIDI}]")  # JSON escapes the rest
+
+
+def printable(text: str, newlines: bool = False) -> str:
+    """``text`` with every control character written as an escape (``\\x1b``, ``\\n``);
+    ``newlines``: keep line breaks (for our own multi-line messages).
+
+    Example:
+        >>> printable("ok\\n10:00:00 state  run entered Ready\\x1b]0;pwned\\x07")
+        'ok\\\\n10:00:00 state  run entered Ready\\\\x1b]0;pwned\\\\x07'
+        >>> printable("naïve café ✓\\tdone")
+        'naïve café ✓\\tdone'
+    """
+
+    def escape(match: re.Match[str]) -> str:
+        char = match.group()
+        if char == "\n":
+            return char if newlines else "\\n"
+        if char == "\r":
+            return "\\r"
+        return f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
+
+    return _UNSAFE.sub(escape, text)
+
 
 def print_json(doc: Any) -> None:
-    """``doc`` as canonical JSON on stdout (sorted keys, 2-space indent, one final newline)."""
-    typer.echo(dumps(doc), nl=False)
+    """``doc`` as canonical JSON on stdout (sorted keys, 2-space indent, one final newline),
+    with the characters a terminal would act on (C1 controls, bidi overrides) escaped."""
+    text = _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", dumps(doc))
+    typer.echo(text, nl=False)
 
 
 def fail(problems: list[Problem], as_json: bool, what: str) -> NoReturn:
@@ -50,4 +85,4 @@ def event_line(event: Event) -> str:
     Example: ``07:05:38 state     Provisioning → Executing``.
     """
     stamp = time.strftime("%H:%M:%S", time.localtime(event.at))
-    return f"{stamp} {event.kind:<9} {event.message}"
+    return f"{stamp} {printable(event.kind):<9} {printable(event.message)}"

@@ -18,8 +18,10 @@ import threading
 
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
+from engine.cli.output import printable
 from engine.coordination.coordinator import STATES
 from engine.store.runstore import RunStore
 
@@ -49,12 +51,13 @@ def render(store: RunStore, run_id: str) -> Table:
     state = run.state if run else "?"
     title = f"run {run_id} · {run.deployment if run else ''} · {state}"
     if run and run.abort_message:
-        title += f" · aborted: {run.abort_message}"
-    table = Table(title=title, expand=False)
+        title += f" · aborted: {printable(run.abort_message)}"
+    # Rich markup in what agents sent is shown as written, never interpreted.
+    table = Table(title=escape(title), expand=False)
     for column in ("instance", "cloud", "voted", "address", "status"):
         table.add_column(column)
     for row in instance_rows(store, run_id):
-        table.add_row(*row)
+        table.add_row(*(escape(printable(cell)) for cell in row))
     return table
 
 

@@ -18,6 +18,7 @@ import typer
 from engine.cli.options import (
     CloudOpt,
     CloudsOpt,
+    InputFileOpt,
     InputOpt,
     JsonOpt,
     MultiplicityOpt,
@@ -76,11 +77,11 @@ def validate(
     except RecipeInvalid as err:
         fail(err.problems, as_json, "clouds configuration")
     files = recipe_files(paths)
-    loaders: dict[Path, RecipeLoader] = {}
+    loaders: dict[tuple[Path, bool], RecipeLoader] = {}
     problems: list[Problem] = []
     for file in files:
-        base = root or recipe_root(file)
-        loader = loaders.setdefault(base, RecipeLoader(base, config))
+        base, walk = (root, True) if root else recipe_root(file)
+        loader = loaders.setdefault((base, walk), RecipeLoader(base, config, walk=walk))
         loader.validate_file(file, str(file))
     for loader in loaders.values():
         problems.extend(loader.problems)
@@ -96,6 +97,7 @@ def validate(
 def compile_cmd(
     deployment: Annotated[str, typer.Argument(help="deployment file, or its name")],
     inputs: InputOpt = None,
+    input_files: InputFileOpt = None,
     cloud: CloudOpt = None,
     multiplicity: MultiplicityOpt = None,
     clouds: CloudsOpt = None,
@@ -110,11 +112,12 @@ def compile_cmd(
     from engine.recipes.clouds import load_home_clouds
     from engine.recipes.loader import RecipeLoader
 
-    parsed = overrides(inputs, cloud, multiplicity)
+    parsed = overrides(inputs, cloud, multiplicity, input_files)
     try:
         config = load_home_clouds(service_home(), clouds)
-        base = root or deployment_root(deployment)
-        dep = RecipeLoader(base, config).deployment(deployment, parsed, require_values=True)
+        base, walk = deployment_root(deployment, root)
+        loader = RecipeLoader(base, config, walk=walk)
+        dep = loader.deployment(deployment, parsed, require_values=True)
         texts = compile_text(dep, config)
     except RecipeInvalid as err:
         fail(err.problems, as_json, "compile")
@@ -124,7 +127,7 @@ def compile_cmd(
     written: dict[str, str] = {}
     for name, text in texts.items():
         target = out / name / "main.tf.json"
-        write_atomic(target, text)
+        write_atomic(target, text, mode=0o644, dir_mode=0o755)  # a build output, not a secret
         written[name] = str(target)
     if as_json:
         doc: dict[str, Any] = {

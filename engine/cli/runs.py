@@ -16,13 +16,14 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
 from engine.cli.options import (
     CloudOpt,
     CloudsOpt,
+    InputFileOpt,
     InputOpt,
     JsonOpt,
     MultiplicityOpt,
@@ -32,7 +33,7 @@ from engine.cli.options import (
     service_home,
     user,
 )
-from engine.cli.output import event_line, fail, print_json
+from engine.cli.output import PAGE, event_line, fail, print_json, printable
 
 if TYPE_CHECKING:
     from engine.coordination.coordinator import Coordinator
@@ -68,7 +69,10 @@ def driving_service(clouds: Path | None = None) -> Service:
 
         return Endpoints(server.unix_url, server.tcp_url), stop
 
-    return Service(home, serve, clouds)
+    service = Service(home, serve, clouds)
+    for repair in service.repairs:
+        typer.echo(f"warning: {repair}", err=True)
+    return service
 
 
 class EventTail(threading.Thread):
@@ -78,9 +82,9 @@ class EventTail(threading.Thread):
     and a last ``tail.flush()`` once the run is over.
     """
 
-    def __init__(self, service: Service, run_id: str) -> None:
+    def __init__(self, service: Service, run_id: str, after: int = 0) -> None:
         super().__init__(daemon=True)
-        self.service, self.run_id, self.after = service, run_id, 0
+        self.service, self.run_id, self.after = service, run_id, after
         self.done = threading.Event()
 
     def run(self) -> None:
@@ -88,14 +92,20 @@ class EventTail(threading.Thread):
             self.flush()
 
     def flush(self) -> None:
-        for event in self.service.store.events(self.run_id, self.after):
-            self.after = event.id
-            typer.echo(event_line(event), err=True)
+        """Print every event not printed yet, page after page."""
+        while True:
+            page = self.service.store.events(self.run_id, self.after, PAGE)
+            for event in page:
+                self.after = event.id
+                typer.echo(event_line(event), err=True)
+            if len(page) < PAGE:
+                return
 
 
 def deploy(
     deployment: Annotated[str, typer.Argument(help="deployment file, or its name")],
     inputs: InputOpt = None,
+    input_files: InputFileOpt = None,
     cloud: CloudOpt = None,
     multiplicity: MultiplicityOpt = None,
     clouds: CloudsOpt = None,
@@ -112,11 +122,11 @@ def deploy(
     """Deploy: provision every cloud, run the coordination phase, stop at Ready (or Done)."""
     from engine.errors import CloudError, RecipeInvalid
 
-    parsed = overrides(inputs, cloud, multiplicity)
+    parsed = overrides(inputs, cloud, multiplicity, input_files)
     service = driving_service(clouds)
     try:
-        base = root or deployment_root(deployment)
-        run_id = service.deploy(service.local_actor(user()), deployment, parsed, base)
+        base, walk = deployment_root(deployment, root)
+        run_id = service.deploy(service.local_actor(user()), deployment, parsed, base, walk=walk)
     except RecipeInvalid as err:
         service.close()
         fail(err.problems, as_json, "deploy")
@@ -125,11 +135,17 @@ def deploy(
         typer.echo(f"deploy: {err}", err=True)
         raise typer.Exit(1) from err
     typer.echo(f"run {run_id}: deploying `{deployment}`", err=True)
-    drive_and_report(service, run_id, as_json)
+    after = 0
+    for event in service.store.events(run_id):  # its creation, and where each recipe is from
+        after = event.id
+        if event.kind == "recipe":
+            typer.echo(f"  {printable(event.message)}", err=True)
+    drive_and_report(service, run_id, as_json, after)
 
 
-def drive_and_report(service: Service, run_id: str, as_json: bool) -> None:
-    """Drive a run to Ready or its end, printing events; exit 0 only for Ready or Done.
+def drive_and_report(service: Service, run_id: str, as_json: bool, after: int = 0) -> None:
+    """Drive a run to Ready or its end, printing its events after the id ``after``; exit 0
+    only for Ready or Done.
 
     Example: ``drive_and_report(driving_service(), run_id, as_json=False)`` shows a live
     table on a terminal (event lines otherwise), then ``run RUN: Ready`` and its URL.
@@ -141,7 +157,7 @@ def drive_and_report(service: Service, run_id: str, as_json: bool) -> None:
         from engine.cli.progress import LiveProgress
 
         live = LiveProgress(service.store, run_id)
-    tail = EventTail(service, run_id)
+    tail = EventTail(service, run_id, after)
     if live is not None:
         live.start()
     elif not as_json:
@@ -162,9 +178,10 @@ def drive_and_report(service: Service, run_id: str, as_json: bool) -> None:
     if as_json:
         print_json(doc)
     else:
-        typer.echo(f"run {run_id}: {state}" + (f" — {doc['abort']}" if doc["abort"] else ""))
+        abort = f" — {printable(doc['abort'])}" if doc["abort"] else ""
+        typer.echo(f"run {run_id}: {state}{abort}")
         if doc.get("url"):
-            typer.echo(f"url: {doc['url']}")
+            typer.echo(f"url: {printable(doc['url'])}")
     raise typer.Exit(0 if state in ("Ready", "Done") else 1)
 
 
@@ -178,17 +195,29 @@ def resume(
         service.close()
         typer.echo(f"resume: unknown run `{run_id}`", err=True)
         raise typer.Exit(1)
-    drive_and_report(service, run_id, as_json)
+    # What happened before is in `slipstream logs`: print only what happens from now on.
+    last, _ = service.store.last_events(run_id, 1)
+    drive_and_report(service, run_id, as_json, after=last[-1].id if last else 0)
 
 
 def destroy(
     run_id: Annotated[str, typer.Argument(help="the run to terminate")],
     wait: Annotated[bool, typer.Option("--wait", help="return when resources are gone")] = True,
+    from_state: Annotated[
+        bool,
+        typer.Option(
+            "--from-state",
+            help="destroy from the run's Terraform roots alone, without the run store "
+            "(when it is damaged)",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Terminate a run: Ready → Finalizing → Done, or cancel a run still on its way."""
     from engine.errors import SlipstreamError
 
+    if from_state:
+        destroy_from_state(run_id, as_json)
     service = driving_service()
     if service.store.get_run(run_id) is None:
         typer.echo(f"destroy: unknown run `{run_id}`", err=True)
@@ -207,3 +236,35 @@ def destroy(
     else:
         typer.echo(f"run {run_id}: {state}" + ("" if destroyed else " (destroy failed: see logs)"))
     raise typer.Exit(0 if destroyed else 1)
+
+
+def destroy_from_state(run_id: str, as_json: bool) -> NoReturn:
+    """``destroy --from-state``: every root of the run's folder destroyed, the store unused.
+
+    Example: ``slipstream destroy --from-state 3f2a9c1e`` prints ``local: destroyed 4
+    resource(s)`` and exits 0 once every root is empty.
+    """
+    from engine.errors import SlipstreamError
+    from engine.files import private_home
+    from engine.runs.teardown import destroy_from_state as destroy_roots
+    from engine.terraform.binary import find_terraform
+
+    home = service_home()
+    for repair in private_home(home):
+        typer.echo(f"warning: {repair}", err=True)
+    lines: list[str] = []
+    try:
+        for line in destroy_roots(home, run_id, find_terraform(home)):
+            lines.append(line)
+            if not as_json:
+                typer.echo(printable(line))
+    except SlipstreamError as err:
+        if as_json:
+            print_json({"id": run_id, "destroyed": False, "steps": lines, "error": str(err)})
+        typer.echo(f"destroy: {printable(str(err))}", err=True)
+        raise typer.Exit(1) from err
+    if as_json:
+        print_json({"id": run_id, "destroyed": True, "steps": lines})
+    else:
+        typer.echo(f"run {run_id}: destroyed from its Terraform state (the run store untouched)")
+    raise typer.Exit(0)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import threading
 import time
 from concurrent.futures import Future
@@ -30,12 +31,14 @@ from typing import Any, TypeVar
 
 from engine.coordination import keys
 from engine.coordination.hub import TIMED_OUT, Hub
-from engine.coordination.refusals import Aborted, BadRequest, NotFound
+from engine.coordination.refusals import Aborted, BadRequest, NotFound, TooMany
 from engine.coordination.runcache import ARMED_BY_ENGINE, NEXT_STATE, RunCache
 from engine.store.runstore import Fenced, RunStore
 
 MAX_VALUE_BYTES = 4096
 MAX_WAIT_S = 30.0
+#: Events one instance may post to its run's log; later ones are refused (429).
+MAX_EVENTS_PER_INSTANCE = 1000
 STATES = (
     "Initializing",
     "Provisioning",
@@ -261,9 +264,51 @@ class Coordinator:
         await self._fenced(future)
 
     async def raise_abort(self, run_id: str, message: str, cancel: bool = False) -> bool:
-        """Raise the abort flag (first message wins) and wake every waiter."""
+        """Raise the abort flag (first message wins) and wake every waiter; refused
+        (:class:`Aborted`) once the run is over."""
         await self.cache_async(run_id)
-        return await asyncio.wrap_future(self._abort(run_id, message, cancel))
+        return await self._fenced(self._abort(run_id, message, cancel, fenced=True))
+
+    async def post_event(self, run_id: str, caller: str, message: str, level: str) -> None:
+        """Add a line to the run's log for ``caller`` (its name first), at most
+        :data:`MAX_EVENTS_PER_INSTANCE` of them: past that they are refused
+        (:class:`TooMany`), and one event says so."""
+        cache = await self.cache_async(run_id)
+        if caller not in cache.posted:
+            loop = asyncio.get_running_loop()
+            count = await loop.run_in_executor(None, self.store.posted_events, run_id, caller)
+            cache.posted.setdefault(caller, count)
+        posted = cache.posted[caller]
+        if posted >= MAX_EVENTS_PER_INSTANCE:
+            why = f"{caller} has posted {MAX_EVENTS_PER_INSTANCE} events, the most one instance may"
+            if posted == MAX_EVENTS_PER_INSTANCE:  # once: the count passes the limit
+                cache.posted[caller] += 1
+                note = f"{caller}: {why}; its later events are refused"
+                data = {"instance": caller, "level": "warning"}
+                await self._fenced(self.store.put_event(run_id, "agent", note, data, fenced=True))
+            raise TooMany(f"{why}: this one is refused")
+        text = clip_utf8(message, MAX_VALUE_BYTES)
+        if not text.startswith(f"{caller}:"):
+            text = f"{caller}: {text}"
+        cache.posted[caller] = posted + 1
+        data = {"instance": caller, "level": clip_utf8(level, 16)}
+        await self._fenced(self.store.put_event(run_id, "agent", text, data, fenced=True))
+
+    async def record_report(self, run_id: str, caller: str, path: str, size: int) -> None:
+        """Record an uploaded report (refused once the run is over) and log it."""
+        loop = asyncio.get_running_loop()
+        store = self.store
+
+        def write() -> None:
+            store.add_report(run_id, caller, path, size, fenced=True)
+
+        try:
+            await loop.run_in_executor(None, write)
+        except Fenced as err:
+            os.unlink(path)
+            raise Aborted(err.abort or f"the run is over ({err.state})") from None
+        message = f"{caller}: report uploaded ({size} bytes)"
+        await asyncio.wrap_future(store.put_event(run_id, "report", message, {"instance": caller}))
 
     async def wait_state(self, run_id: str, after: str | None, wait_s: float) -> bytes:
         """``{"state", "abort"}`` once the state differs from ``after`` or the wait ends."""
@@ -325,8 +370,15 @@ class Coordinator:
                 with cache.lock:
                     cache.advancing = None
 
+        def failed(future: Future[bool]) -> None:
+            if future.exception() is not None:  # say a full disk: the next refresh retries
+                with cache.lock:
+                    cache.advancing = None
+
         event = ("state", f"run entered {state}", {"state": state})
-        return self.store.move_state(run_id, state, expect=expect, after=moved, event=event)
+        future = self.store.move_state(run_id, state, expect=expect, after=moved, event=event)
+        future.add_done_callback(failed)
+        return future
 
     def _entered(self, run_id: str, cache: RunCache, state: str) -> None:
         with cache.lock:
@@ -340,7 +392,7 @@ class Coordinator:
         self.hub.notify(run_id, STATE_WATCH, payload=state_doc(state, cache.abort))
         self._advance(run_id, cache)
 
-    def _abort(self, run_id: str, message: str, cancel: bool) -> Future[bool]:
+    def _abort(self, run_id: str, message: str, cancel: bool, fenced: bool = False) -> Future[bool]:
         cache = self.cache(run_id)
         message = clip_utf8(message, MAX_VALUE_BYTES)
 
@@ -353,7 +405,12 @@ class Coordinator:
             self.hub.notify_run(run_id)
 
         return self.store.put_abort(
-            run_id, message, cancelled=cancel, after=aborted, event=("abort", message, {})
+            run_id,
+            message,
+            cancelled=cancel,
+            after=aborted,
+            event=("abort", message, {}),
+            fenced=fenced,
         )
 
     # -- the engine's side (from its own threads) -------------------------------------
@@ -398,6 +455,8 @@ class Coordinator:
         # announced to the agents, would then be refused).
         if STATES.index(state) > STATES.index(cache.state) and cache.advancing is None:
             self._entered(run_id, cache, state)
+        else:
+            self._advance(run_id, cache)  # a barrier whose move failed to be written
         return cache.state, cache.abort
 
     def voters(self, run_id: str, state: str) -> set[str]:

@@ -34,6 +34,12 @@ class NotFound(AgentError):
     status = 404
 
 
+class TooMany(AgentError):
+    """The instance used up what it may post."""
+
+    status = 429
+
+
 class Aborted(AgentError):
     """The run's abort flag is up: the fence refuses every get and set."""
 

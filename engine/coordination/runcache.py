@@ -38,6 +38,8 @@ class RunCache:
     armed: set[str] = field(default_factory=set)
     # Source key → the mapped inputs that take its value (keys.mapped_copies of the spec).
     copies: dict[str, list[str]] = field(default_factory=dict)
+    # Events each instance has posted (counted from the store on its first post here).
+    posted: dict[str, int] = field(default_factory=dict)
     advancing: str | None = None  # the barrier whose state move is being written
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 

@@ -72,10 +72,14 @@ def _top_schema() -> dict[str, Any]:
 
 
 def load_clouds(path: Path | None) -> CloudsConfig:
-    """Load a clouds file (None: the built-in default); every problem at once."""
+    """Load a clouds file (None: the built-in default); every problem at once. A file with
+    nothing in it (or only comments) configures no cloud besides ``local``."""
     if path is None:
         return CloudsConfig.default()
-    return parse_clouds(parse_file(path))
+    doc = parse_file(path, empty_ok=True)
+    if doc is None:
+        return CloudsConfig(CloudsConfig.default().clouds, str(path))
+    return parse_clouds(doc)
 
 
 def load_home_clouds(home: Path, path: Path | None = None) -> CloudsConfig:
@@ -98,6 +102,16 @@ def parse_clouds(doc: Located) -> CloudsConfig:
         raise RecipeInvalid(sorted(problems, key=lambda p: p.mark))
     entries: dict[str, Located] = doc.value["clouds"].value
     clouds: dict[str, Cloud] = {"local": Cloud("local", "local", {})}
+    local = entries.get("local")
+    if local is not None and local.plain() != {"type": "local"}:
+        problems.append(
+            Problem(
+                doc.value["clouds"].key_mark("local"),
+                "clouds.local: `local` is the embedded cloud (this host) and cannot be "
+                "redefined; give this cloud another name",
+            )
+        )
+        raise RecipeInvalid(problems)
     for name, entry in entries.items():
         mapping = mapping_for(str(entry.value["type"].value))
         problems.extend(check(entry, _settings_schema(mapping.type)))

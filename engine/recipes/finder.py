@@ -1,7 +1,10 @@
 """Finding recipe files by name: first under the recipe root, then in ``templates/``.
 
 A recipe named ``web`` lives in a file ``web.yaml`` (or ``web.yml``) anywhere below a
-search root; hidden folders and the service home are skipped.
+search root; hidden folders and the service home are skipped. A folder that is not a
+recipe root (no Git checkout, no ``slipstream.yaml``: ``walk=False``) is searched itself,
+never below: from ``/tmp`` or ``/``, walking would pick up whatever anyone left there. A
+file that is a symlink out of its search root is never taken (:meth:`escapes`).
 
 Example:
     >>> finder = RecipeFinder(None)
@@ -23,20 +26,26 @@ SKIP_DIRS = {"node_modules", "__pycache__", "venv"}
 class RecipeFinder:
     """Indexes recipe files by their stem, under the root and then the shipped templates."""
 
-    def __init__(self, root: Path | None, templates_dir: Path | None = None) -> None:
+    def __init__(
+        self, root: Path | None, templates_dir: Path | None = None, walk: bool = True
+    ) -> None:
         self.roots: list[Path] = []
         if root is not None:
             self.roots.append(root.resolve())
         self.roots.append((templates_dir or templates.TEMPLATES_DIR).resolve())
+        # Whether each root is searched below itself (the shipped templates always are).
+        self._walk = [walk] * (len(self.roots) - 1) + [True]
         self._index: list[dict[str, list[Path]]] | None = None
 
     def _build(self) -> list[dict[str, list[Path]]]:
         indexes: list[dict[str, list[Path]]] = []
-        for root in self.roots:
+        for root, walk in zip(self.roots, self._walk, strict=True):
             index: dict[str, list[Path]] = {}
             for dirpath, dirnames, filenames in os.walk(root):
-                dirnames[:] = sorted(
-                    d for d in dirnames if not d.startswith(".") and d not in SKIP_DIRS
+                dirnames[:] = (
+                    sorted(d for d in dirnames if not d.startswith(".") and d not in SKIP_DIRS)
+                    if walk
+                    else []
                 )
                 for filename in sorted(filenames):
                     stem, dot, ext = filename.rpartition(".")
@@ -59,14 +68,20 @@ class RecipeFinder:
         found = self.candidates(name)
         return found[0] if found else None
 
-    def display(self, path: Path) -> str:
-        """How a file is named in messages: relative to its search root when possible."""
+    def escapes(self, path: Path) -> Path | None:
+        """Where ``path`` really is when that is outside the search root it was found in
+        (a symlink out of it), else None."""
         resolved = path.resolve()
         for root in self.roots:
-            try:
-                rel = resolved.relative_to(root)
-            except ValueError:
-                continue
-            prefix = "templates/" if root == self.roots[-1] else ""
-            return prefix + str(rel)
+            if path.absolute().is_relative_to(root):
+                return None if resolved.is_relative_to(root) else resolved
+        return None
+
+    def display(self, path: Path) -> str:
+        """How a file is named in messages: relative to its search root when possible."""
+        for where in (path.absolute(), path.resolve()):  # a symlink by its own name first
+            for root in self.roots:
+                if where.is_relative_to(root):
+                    prefix = "templates/" if root == self.roots[-1] else ""
+                    return prefix + str(where.relative_to(root))
         return str(path)

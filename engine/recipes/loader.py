@@ -32,11 +32,18 @@ class RecipeLoader:
     """Loads components and deployments found under ``root`` (then ``templates/``)."""
 
     def __init__(
-        self, root: Path | None, clouds: CloudsConfig, templates_dir: Path | None = None
+        self,
+        root: Path | None,
+        clouds: CloudsConfig,
+        templates_dir: Path | None = None,
+        *,
+        walk: bool = True,
     ) -> None:
-        self.finder = RecipeFinder(root, templates_dir)
+        self.finder = RecipeFinder(root, templates_dir, walk)
         self.clouds = clouds
         self.problems: list[Problem] = []
+        # Each recipe used, by name: the file it came from (resolved).
+        self.files: dict[str, Path] = {}
         self._docs: dict[Path, Located | None] = {}
         self._components: dict[str, Component | None] = {}
         self._stack: list[str] = []
@@ -98,6 +105,15 @@ class RecipeLoader:
             )
             return None
         for path in candidates:
+            outside = self.finder.escapes(path)
+            if outside is not None:
+                self.problems.append(
+                    Problem(
+                        Mark(self.finder.display(path), 0, 0),
+                        f"a symlink to {outside}, outside the recipe root: refused",
+                    )
+                )
+                return None
             doc = self.read(path)
             if doc is None:
                 return None
@@ -113,6 +129,7 @@ class RecipeLoader:
                         )
                     )
                     return None
+                self.files[name] = path.resolve()
                 return doc
         found = ", ".join(self.finder.display(p) for p in candidates)
         self.problems.append(Problem(asked_at, f"`{name}` is not a {kind} ({found})"))
@@ -127,6 +144,9 @@ class RecipeLoader:
         path = Path(ref)
         if path.suffix in (".yaml", ".yml") or path.exists():
             doc = self.read(path, str(ref))
+            declared = doc.get("name") if doc is not None else None
+            if declared is not None:
+                self.files[str(declared.value)] = path.resolve()
         else:
             doc = self._find(str(ref), "deployment", Mark(str(ref), 0, 0))
         result = None

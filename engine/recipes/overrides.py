@@ -18,7 +18,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from engine.errors import Mark, Problem, RecipeInvalid
-from engine.recipes.schema import NAME_RE, PARAM_RE, PATTERN_HELP, RECIPE_NAME_RE
+from engine.recipes.schema import (
+    MAX_MULTIPLICITY,
+    NAME_RE,
+    PARAM_RE,
+    PATTERN_HELP,
+    RECIPE_NAME_RE,
+)
 
 
 def option_mark(option: str, text: str) -> Mark:
@@ -69,11 +75,12 @@ class Overrides:
         parsed_mult: dict[str, int] = {}
         pairs = _pairs("--multiplicity", multiplicity, RECIPE_NAME_RE, problems, warnings)
         for node, value in pairs.items():
-            if not re.fullmatch(r"[0-9]{1,5}", value):
+            if not re.fullmatch(r"[0-9]{1,9}", value) or int(value) > MAX_MULTIPLICITY:
                 problems.append(
                     Problem(
                         option_mark("--multiplicity", f"{node}={value}"),
-                        f"multiplicity must be a whole number >= 0, got `{value}`",
+                        f"multiplicity must be a whole number from 0 to {MAX_MULTIPLICITY}, "
+                        f"got `{value}`",
                     )
                 )
             else:
@@ -107,7 +114,7 @@ def _pairs(
 
     >>> warnings: list[str] = []
     >>> _pairs("--input", ["v=1", "v=2"], PARAM_RE, [], warnings), warnings
-    ({'v': '2'}, ['`--input v` is given twice: the last value (`2`) is used'])
+    ({'v': '2'}, ['`--input v` is given twice: the last one is used'])
     """
     out: dict[str, str] = {}
     for item in items:
@@ -123,9 +130,8 @@ def _pairs(
             )
         else:
             if key in out:
-                warnings.append(
-                    f"`{option} {key}` is given twice: the last value (`{value}`) is used"
-                )
+                # Not the value: it may be a secret (read from a file, say).
+                warnings.append(f"`{option} {key}` is given twice: the last one is used")
             out[key] = value
     return out
 

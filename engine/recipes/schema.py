@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+# Instances of one node, in a recipe or from --multiplicity: one limit for both.
+MAX_MULTIPLICITY = 10_000
 #: Cloud names (folders and Terraform roots are named after them: lowercase only).
 NAME_RE = r"^[a-z][a-z0-9-]{0,62}$"
 #: Component, deployment and node names: SlipStream users wrote `procSAR`, `torque_master`.
@@ -162,7 +164,7 @@ NODE: dict[str, Any] = {
                 },
             ],
         },
-        "multiplicity": {"type": "integer", "minimum": 0, "maximum": 10000},
+        "multiplicity": {"type": "integer", "minimum": 0, "maximum": MAX_MULTIPLICITY},
         "max_failures": {"type": "integer", "minimum": 0},
         "inputs": _params(
             {

@@ -1,6 +1,7 @@
 """Safe YAML loading that remembers where every value came from.
 
-Recipes are user input: this module refuses oversized files, duplicate keys and alias
+Recipes are user input: this module refuses oversized files, files that are not regular
+files (a FIFO, a device), files others could have written, duplicate keys and alias
 bombs, and turns YAML into a tree of :class:`Located` values carrying ``file:line:column``
 so that every later problem can point at its cause.
 
@@ -12,9 +13,11 @@ Example:
 
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import yaml
 
@@ -70,37 +73,85 @@ class Located:
         return self.text or str(self.value)
 
 
-def parse_file(path: Path, display: str | None = None) -> Located:
-    """Parse one YAML file, refusing files over :data:`MAX_FILE_BYTES`.
+@overload
+def parse_file(path: Path, display: str | None = None) -> Located: ...
+
+
+@overload
+def parse_file(path: Path, display: str | None = None, *, empty_ok: bool) -> Located | None: ...
+
+
+def parse_file(path: Path, display: str | None = None, *, empty_ok: bool = False) -> Located | None:
+    """Parse one YAML file after :func:`read_file`'s checks; ``empty_ok``: None for a file
+    with no document in it (else that is a problem).
 
     Raises :class:`RecipeInvalid` with the location of the first syntax problem.
     """
     name = display or str(path)
-    try:
-        size = path.stat().st_size
-    except OSError as exc:
-        raise RecipeInvalid(
-            [Problem(Mark(name, 0, 0), f"cannot read file: {exc.strerror}")]
-        ) from exc
-    if size > MAX_FILE_BYTES:
-        raise RecipeInvalid(
-            [
-                Problem(
-                    Mark(name, 0, 0), f"file is {size} bytes, over the {MAX_FILE_BYTES}-byte limit"
-                )
-            ]
-        )
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise RecipeInvalid(
-            [Problem(Mark(name, 0, 0), f"cannot read file: {exc.strerror}")]
-        ) from exc
+    raw = read_file(path, name)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise RecipeInvalid([Problem(Mark(name, 0, 0), "file is not UTF-8 text")]) from exc
+    if empty_ok:
+        node = _compose(text, name)
+        return None if node is None else _Builder(name).build(node)
     return parse_text(text, name)
+
+
+def read_file(path: Path, name: str) -> bytes:
+    """The bytes of a file others cannot have written, read at most
+    :data:`MAX_FILE_BYTES` of: a regular file (a FIFO would hang, ``/dev/zero`` never
+    ends), owned by this user or root, not writable by everyone.
+
+    >>> import tempfile
+    >>> fifo = Path(tempfile.mkdtemp()) / "web.yaml"
+    >>> os.mkfifo(fifo)
+    >>> read_file(fifo, "web.yaml")
+    Traceback (most recent call last):
+    ...
+    engine.errors.RecipeInvalid: web.yaml: not a regular file (a FIFO): refused
+    """
+
+    def refused(why: str) -> RecipeInvalid:
+        return RecipeInvalid([Problem(Mark(name, 0, 0), why)])
+
+    try:
+        # O_NONBLOCK: opening a FIFO must not wait for a writer.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise refused(f"cannot read file: {exc.strerror}") from exc
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise refused(f"not a regular file ({_file_kind(info.st_mode)}): refused")
+        if info.st_uid not in (os.geteuid(), 0):
+            raise refused(
+                f"owned by uid {info.st_uid}, not by you (uid {os.geteuid()}) or root: refused, "
+                "as anyone who can write it decides what it deploys"
+            )
+        if info.st_mode & stat.S_IWOTH:
+            raise refused(
+                f"anyone may write it (mode {stat.S_IMODE(info.st_mode):04o}): refused, "
+                "as anyone who can write it decides what it deploys"
+            )
+        if info.st_size > MAX_FILE_BYTES:
+            raise refused(f"file is {info.st_size} bytes, over the {MAX_FILE_BYTES}-byte limit")
+        raw = handle.read(MAX_FILE_BYTES + 1)  # it may have grown since
+    if len(raw) > MAX_FILE_BYTES:
+        raise refused(f"file is over the {MAX_FILE_BYTES}-byte limit")
+    return raw
+
+
+def _file_kind(mode: int) -> str:
+    kinds = [
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ]
+    return next((kind for test, kind in kinds if test(mode)), "not a file")
 
 
 def parse_text(text: str, name: str) -> Located:
@@ -109,8 +160,17 @@ def parse_text(text: str, name: str) -> Located:
         raise RecipeInvalid(
             [Problem(Mark(name, 0, 0), f"file is over the {MAX_FILE_BYTES}-byte limit")]
         )
+    node = _compose(text, name)
+    if node is None:
+        raise RecipeInvalid(
+            [Problem(Mark(name, 1, 1), "file is empty: expected a mapping with `kind`")]
+        )
+    return _Builder(name).build(node)
+
+
+def _compose(text: str, name: str) -> yaml.Node | None:
     try:
-        node = yaml.compose(text, Loader=_SafeLoader)
+        return yaml.compose(text, Loader=_SafeLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
@@ -125,11 +185,6 @@ def parse_text(text: str, name: str) -> Located:
         ) from exc
     except yaml.YAMLError as exc:
         raise RecipeInvalid([Problem(Mark(name, 0, 0), f"YAML error: {exc}")]) from exc
-    if node is None:
-        raise RecipeInvalid(
-            [Problem(Mark(name, 1, 1), "file is empty: expected a mapping with `kind`")]
-        )
-    return _Builder(name).build(node)
 
 
 class _Builder:

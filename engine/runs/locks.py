@@ -22,6 +22,7 @@ from types import TracebackType
 from typing import ClassVar
 
 from engine.errors import SlipstreamError
+from engine.files import make_dirs
 
 
 class RunLocked(SlipstreamError):
@@ -47,7 +48,7 @@ class RunLock:
 
     def acquire(self) -> None:
         """Take the lock, waiting up to ``wait_s``; :class:`RunLocked` names the holder."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_dirs(self.path.parent)
         key = str(self.path.resolve())
         deadline = time.monotonic() + self.wait_s
         while True:

@@ -17,14 +17,12 @@ Example (not run as a doctest: it deploys)::
 from __future__ import annotations
 
 import hashlib
-import os
 import secrets
 import shutil
-import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any, TypeVar
@@ -37,15 +35,17 @@ from engine.coordination.coordinator import Coordinator, token_hash
 from engine.coordination.hub import Hub
 from engine.coordination.keys import mapped_copies, with_copies
 from engine.errors import SlipstreamError, StateLocked
-from engine.files import write_atomic
+from engine.files import make_dirs, write_atomic
 from engine.recipes.clouds import CloudsConfig
 from engine.recipes.model import Deployment
 from engine.runs import isolation
+from engine.runs.capacity import available_mib, check_local_capacity
 from engine.runs.endpoints import Endpoints
-from engine.runs.launcher import clear_leftovers, server_file, token_file
+from engine.runs.launcher import server_file, token_file
 from engine.runs.locks import RunLock, RunLocked
+from engine.runs.teardown import launcher_argv, runner_env, sweep_sandboxes
 from engine.store.runstore import NewInstance, NewRun, RunStore
-from engine.terraform.binary import TerraformExe, terraform_env
+from engine.terraform.binary import TerraformExe
 from engine.terraform.events import TfEvent
 from engine.terraform.runner import TerraformRunner
 
@@ -58,6 +58,8 @@ STATE_LOCK_WAIT_S = 300.0
 # How long an aborted run waits, before it is destroyed, for the reports of its instances
 # (agents send them after a failure, an abort or a timeout: SlipStream issue #170).
 REPORT_GRACE_S = 45.0
+# Events a run's document carries: its last ones (an instance may post a thousand).
+SUMMARY_EVENTS = 1000
 # States of a run still on its way to Ready, in order.
 T = TypeVar("T")
 _ON_THE_WAY = ("Initializing", "Provisioning", "Executing", "SendingReports")
@@ -107,19 +109,29 @@ class RunManager:
         *,
         hold: bool = False,
         origin: dict[str, Any] | None = None,
+        recipes: Mapping[str, Path] | None = None,
     ) -> str:
-        """Store a new run with its spec, instances, tokens and compiled roots.
+        """Store a new run with its spec, instances, tokens and compiled roots; the run's
+        log says which file each recipe (``recipes``: name → file) came from.
 
         The creating process holds the run's lock until its first :meth:`drive` ends (or
         :meth:`release`), so no other process (a resident server taking over runs) starts
         driving it in between. ``hold``: the run is planned, then waits for an approval.
         """
+        local = sum(
+            clouds.get(node.cloud_of(i)).type == "local"
+            for node in dep.nodes.values()
+            for i in node.instance_ids()
+        )
+        if local:
+            check_local_capacity(local, available_mib())
         run_id = uuid.uuid4().hex[:16]
         documents = compile_deployment(dep, clouds)
         spec = build_spec(dep, clouds)
         spec["cloud_types"] = {name: clouds.get(name).type for name in documents}
         base = self.run_dir(run_id)
-        base.mkdir(parents=True, mode=0o700)
+        make_dirs(base.parent)
+        base.mkdir(mode=0o700)
         creation = self.lock(run_id, "deploy")
         creation.acquire()
         self._creations[run_id] = creation
@@ -159,6 +171,8 @@ class RunManager:
             f"run of `{dep.name}` created by {user}",
             {"instances": len(new_instances), "clouds": sorted(documents)},
         )
+        for name, path in sorted((recipes or {}).items()):
+            self.store.add_event(run_id, "recipe", f"`{name}` from {path}", {"file": str(path)})
         return run_id
 
     # -- driving ----------------------------------------------------------------------
@@ -317,13 +331,7 @@ class RunManager:
     def _variables(self, run_id: str, cloud_type: str) -> dict[str, Any]:
         variables: dict[str, Any] = {"run_id": run_id}
         if cloud_type == "local":
-            variables["launcher"] = [
-                sys.executable,
-                "-m",
-                "engine.runs.launcher",
-                "--home",
-                str(self.home.resolve()),
-            ]
+            variables["launcher"] = launcher_argv(self.home)
             variables["sandbox_root"] = str((self.run_dir(run_id) / "sandboxes").resolve())
         else:
             tokens = {}
@@ -365,11 +373,11 @@ class RunManager:
                     },
                 )
 
-        env = terraform_env(self.home)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
-        env.update(extra_env or {})
         return TerraformRunner(
-            self.terraform, self.run_dir(run_id) / "tf" / cloud, env, on_event=on_event
+            self.terraform,
+            self.run_dir(run_id) / "tf" / cloud,
+            runner_env(self.home) | (extra_env or {}),
+            on_event=on_event,
         )
 
     def _each_cloud(self, run_id: str, step: str) -> None:
@@ -388,6 +396,7 @@ class RunManager:
         def one(cloud: str) -> None:
             runner = runners[cloud]
             variables = self._variables(run_id, clouds[cloud])
+            self._take_over(run_id, cloud, runner, cancel=step == "destroy")
             self.store.add_event(run_id, "terraform", f"{cloud}: {step} started")
             _retry_locked(runner.init)
             if step == "plan":
@@ -441,6 +450,23 @@ class RunManager:
             )
         return bwrap or ""
 
+    def _take_over(self, run_id: str, cloud: str, runner: TerraformRunner, cancel: bool) -> None:
+        """Wait for a Terraform command a dead driver left running in the root (it is
+        finishing and saving its state); when destroying, interrupt its apply first."""
+        found = runner.leftover()
+        if found is None:
+            return
+        interrupt = cancel and found.step in ("init", "plan", "apply")
+        how = "interrupting" if interrupt else "waiting for"
+        self.store.add_event(
+            run_id,
+            "terraform",
+            f"{cloud}: {how} terraform {found.step} (pid {found.pid}), left running by "
+            f"a process that died (pid {found.driver})",
+            {"cloud": cloud, "pid": found.pid},
+        )
+        runner.adopt(interrupt=interrupt)
+
     def _apply_all(self, run_id: str) -> None:
         self._each_cloud(run_id, "apply")
 
@@ -457,21 +483,18 @@ class RunManager:
             return
         try:
             self._each_cloud(run_id, "destroy")
-            sandboxes = self.run_dir(run_id) / "sandboxes"
-            left = clear_leftovers(run_id, sandboxes)
-            if left:
+            for name in sweep_sandboxes(self.home, run_id):
                 self.store.add_event(
                     run_id,
                     "terraform",
-                    f"local: stopped {', '.join(left)}, left behind by an interrupted start",
-                    {"instances": left},
+                    f"local: stopped {name}, which Terraform no longer tracked"
+                    " (an interrupted start)",
+                    {"instance": name},
                 )
             self.store.set_checkpoint(run_id, "destroyed")
-            # Nothing left to authenticate: drop the tokens and the empty sandbox root.
+            # Nothing left to authenticate: drop the tokens.
             shutil.rmtree(self.run_dir(run_id) / "tokens", ignore_errors=True)
             self.coordinator.retire(run_id)
-            if sandboxes.is_dir() and not any(sandboxes.iterdir()):
-                sandboxes.rmdir()
         except Exception as err:
             self.store.add_event(run_id, "error", f"destroy failed: {err}")
             self.store.set_checkpoint(run_id, "destroy-failed", str(err))
@@ -570,12 +593,17 @@ def masked_params(store: RunStore, run_id: str, secret_keys: set[str]) -> dict[s
     return {k: ("***" if k in secret_keys else v) for k, v in sorted(store.params(run_id).items())}
 
 
-def run_summary(store: RunStore, run_id: str, secret_keys: set[str]) -> dict[str, Any]:
-    """A run as a JSON document: id, state, params (secrets masked), events."""
+def run_summary(
+    store: RunStore, run_id: str, secret_keys: set[str], events: int = SUMMARY_EVENTS
+) -> dict[str, Any]:
+    """A run as a JSON document: id, state, params (secrets masked), its last ``events``
+    events, and ``earlier_events``, how many came before them (``slipstream logs`` has
+    them all)."""
     run = store.get_run(run_id)
     if run is None:
         raise SlipstreamError(f"unknown run `{run_id}`")
     params = masked_params(store, run_id, secret_keys)
+    last, earlier = store.last_events(run_id, events)
     return {
         "id": run.id,
         "deployment": run.deployment,
@@ -584,5 +612,6 @@ def run_summary(store: RunStore, run_id: str, secret_keys: set[str]) -> dict[str
         "abort": run.abort_message,
         "params": params,
         "url": params.get("ss:url.service"),
-        "events": [e.to_json() for e in store.events(run_id)],
+        "events": [e.to_json() for e in last],
+        "earlier_events": earlier,
     }

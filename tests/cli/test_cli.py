@@ -11,6 +11,7 @@ from jsonschema import Draft7Validator
 from typer.testing import CliRunner
 
 from engine.cli.app import app
+from engine.cli.options import overrides
 from templates import TEMPLATES_DIR
 
 runner = CliRunner()
@@ -147,6 +148,52 @@ def test_repeated_input_warns_and_keeps_the_last_value(tmp_path: Path) -> None:
         ],
     )
     assert result.exit_code == 0, result.output
-    assert "warning: `--input greeting` is given twice: the last value (`two`) is used" in (
-        result.stderr
-    )
+    assert "warning: `--input greeting` is given twice: the last one is used" in (result.stderr)
+
+
+SECRET_APP = """\
+kind: deployment
+name: secret-app
+inputs:
+  pw: {sensitive: true}
+  handle: {default: nobody}
+nodes:
+  n: {component: ubuntu}
+"""
+
+
+def test_item_9_inputs_from_files_never_reach_the_command_line(tmp_path: Path) -> None:
+    recipe = tmp_path / "secret-app.yaml"
+    recipe.write_text(SECRET_APP, encoding="utf-8")
+    (tmp_path / "pw.txt").write_text("s3cret=with=equals\n", encoding="utf-8")
+    (tmp_path / "inputs.yaml").write_text("pw: from-the-file\nhandle: '@bob'\n")
+    out = tmp_path / "out"
+    base = ["compile", str(recipe), "--out", str(out)]
+
+    code, _ = invoke(*base)
+    assert code == 1  # pw has no default: a value must be given
+    parsed = overrides([f"pw=@{tmp_path / 'pw.txt'}", "handle=@@alice"], None, None)
+    assert dict(parsed.inputs) == {"pw": "s3cret=with=equals", "handle": "@alice"}
+    parsed = overrides(["handle=carol"], None, None, [tmp_path / "inputs.yaml"])
+    assert dict(parsed.inputs) == {"pw": "from-the-file", "handle": "carol"}
+    for extra in (
+        ["--input", f"pw=@{tmp_path / 'pw.txt'}"],
+        ["--input-file", str(tmp_path / "inputs.yaml")],
+    ):
+        code, text = invoke(*base, *extra)
+        assert code == 0, text
+
+    result = runner.invoke(app, [*base, "--input", f"pw=@{tmp_path / 'nope'}"])
+    assert result.exit_code == 2
+    assert result.stderr == (f"usage: --input pw=@{tmp_path / 'nope'}: No such file or directory\n")
+    (tmp_path / "list.yaml").write_text("pw: [a, b]\n")
+    result = runner.invoke(app, [*base, "--input-file", str(tmp_path / "list.yaml")])
+    assert result.exit_code == 2
+    assert "list.yaml:1:5: input `pw`: expected a single value" in result.stderr
+
+
+def test_item_9_the_readme_says_plain_inputs_are_public() -> None:
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    readme = " ".join(text.split())
+    assert "`--input KEY=@FILE`" in readme and "`--input-file FILE`" in readme
+    assert "visible to every user of the host" in readme

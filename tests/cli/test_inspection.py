@@ -3,14 +3,20 @@ their text, their --json documents, and exit 1 for an unknown run."""
 
 from __future__ import annotations
 
+import io
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner, Result
 
 from engine.cli.app import app
+from engine.cli.progress import render
 from engine.service import Service
 from engine.store.runstore import NewInstance, NewRun
 
@@ -110,3 +116,91 @@ def test_reading_where_nothing_was_deployed_creates_nothing(
     result = run(home, *command)
     assert (result.exit_code, result.stdout) == (code, stdout)
     assert not home.exists()
+
+
+def many_events(home: Path, count: int) -> None:
+    store = Service(home, None).store
+
+    def write(conn: Any) -> None:
+        conn.executemany(
+            "INSERT INTO events (run_id, at, kind, message, data) VALUES (?, ?, ?, ?, ?)",
+            [("r1", time.time(), "agent", f"web.1: line {n}", "{}") for n in range(count)],
+        )
+
+    store.write(write)
+    store.add_event("r1", "state", "run entered Done", {"state": "Done"})
+
+
+def test_item_3_logs_pages_through_every_event(home: Path) -> None:
+    many_events(home, 2500)
+    lines = run(home, "logs", "r1").stdout.splitlines()
+    assert len(lines) == 2502
+    assert lines[-1].endswith(" state     run entered Done")
+    docs = run(home, "logs", "r1", "--json").stdout.splitlines()
+    assert len(docs) == 2502 and json.loads(docs[-1])["message"] == "run entered Done"
+
+
+def test_item_3_the_run_document_ends_with_the_last_event(home: Path) -> None:
+    """What `deploy --json` prints: the last events, and how many came before them."""
+    many_events(home, 2500)
+    service = Service(home, None)
+    doc = service.get_run(service.local_actor("tester"), "r1")
+    assert len(doc["events"]) == 1000 and doc["earlier_events"] == 1502
+    assert doc["events"][-1]["message"] == "run entered Done"
+
+
+FORGED = "ok\n12:00:00 state     run entered Ready\x1b]0;pwned\x07\u202edesrever\x9b2J"
+
+
+def test_item_12_what_agents_sent_is_printed_escaped(home: Path) -> None:
+    store = Service(home, None).store
+    store.add_event("r1", "agent", f"web.1: {FORGED}", {"instance": "web.1"})
+    store.set_params("r1", {"web.1:statecustom": FORGED, "web.1:url": FORGED})
+    store.set_abort("r1", FORGED)
+    escaped = "ok\\n12:00:00 state     run entered Ready\\x1b]0;pwned\\x07\\u202edesrever\\x9b2J"
+    outputs = {
+        "logs": run(home, "logs", "r1").stdout,
+        "status": run(home, "status", "r1").stdout,
+        "params": run(home, "params", "r1").stdout,
+        "status --json": run(home, "status", "r1", "--json").stdout,
+    }
+    for name, out in outputs.items():
+        assert not any(c in out for c in "\x1b\x07\x9b\u202e"), name
+        assert "\n12:00:00 state" not in out, name  # no forged line
+    assert f"web.1: {escaped}" in outputs["logs"]
+    assert f"  web.1: {escaped}\n" in outputs["status"]
+    assert f"abort: {escaped}\n" in outputs["status"]
+    assert f"web.1:url = {escaped}\n" in outputs["params"]
+    assert json.loads(outputs["status --json"])["abort"] == FORGED  # JSON keeps the text
+
+    console = Console(file=io.StringIO(), width=400, color_system=None)
+    console.print(render(store, "r1"))
+    table = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "\x1b" not in table and "\\x1b]0;pwned" in table
+
+
+HOLD = """
+import sys, time
+from pathlib import Path
+from engine.runs.locks import RunLock
+with RunLock(Path(sys.argv[1]), "deploy"):
+    print("held", flush=True)
+    time.sleep(30)
+"""
+
+
+def test_item_15_resume_of_a_run_being_driven_prints_no_history(home: Path) -> None:
+    # The driver is another process (the lock is re-entrant within one).
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(home / "runs" / "r1" / "driver.lock")],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        result = run(home, "resume", "r1")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert result.exit_code == 1
+    assert result.stderr == f"run r1: run is locked by deploy (pid {holder.pid})\n"

@@ -336,7 +336,9 @@ def test_item_11_an_interrupted_start_leaves_no_sandbox_and_no_process_after_des
     assert marked_processes(run_id)  # the half-made instance lingers
     cli(home, "destroy", run_id, check=True)
     logs = cli(home, "logs", run_id, check=True).stdout
-    assert "local: stopped victim.1, left behind by an interrupted start" in logs
+    assert (
+        "local: stopped victim.1, which Terraform no longer tracked (an interrupted start)" in logs
+    )
     assert marked_processes(run_id) == []
     assert not (home / "runs" / run_id / "sandboxes").exists()
     assert not (home / "runs" / run_id / "tokens").exists()

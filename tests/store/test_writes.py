@@ -13,6 +13,7 @@ from contextlib import contextmanager
 
 import pytest
 
+from engine.errors import StoreError
 from engine.store.runstore import FENCED_STATES, Fenced, RunStore
 from tests.store.conftest import OpenStore, new_run
 
@@ -170,7 +171,8 @@ def test_a_bad_write_in_a_batch_fails_only_its_own_future(store: RunStore) -> No
             store.put_params("r1", {f"web.1:k{i}": str(i)}, after=lambda _, i=i: order.append(i))
             for i in range(60, 120)
         ]
-    assert isinstance(bad.exception(WAIT_S), store.database.error)
+    failed = bad.exception(WAIT_S)
+    assert isinstance(failed, StoreError) and isinstance(failed.__cause__, store.database.error)
     assert [f.result(WAIT_S) for f in good] == [None] * 120
     assert order == list(range(120))
     assert len([k for k in store.params("r1") if k.startswith("web.1:k")]) == 120

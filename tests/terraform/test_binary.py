@@ -17,11 +17,14 @@ from tests.compile.test_golden import compiled
 
 def test_env_variable_wins(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     fake = tmp_path / "tf"
-    fake.write_text("#!/bin/sh\n")
+    fake.write_text('#!/bin/sh\necho \'{"terraform_version": "1.9.8"}\'\n')
     fake.chmod(0o755)
     monkeypatch.setenv("SLIPSTREAM_TERRAFORM", str(fake))
     exe = find_terraform(tmp_path)
     assert (exe.argv, exe.origin) == ([str(fake)], "env")
+    fake.write_text("#!/bin/sh\necho 'usage: not terraform' >&2\nexit 2\n")
+    with pytest.raises(TerraformNotFound, match=r"not Terraform or OpenTofu .*not terraform"):
+        find_terraform(tmp_path)
     monkeypatch.setenv("SLIPSTREAM_TERRAFORM", str(tmp_path / "missing"))
     with pytest.raises(TerraformNotFound, match="no such executable"):
         find_terraform(tmp_path)

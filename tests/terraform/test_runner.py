@@ -7,8 +7,12 @@ from __future__ import annotations
 import _thread
 import json
 import logging
+import os
 import shlex
+import signal
 import stat
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -37,6 +41,7 @@ from engine.terraform.args import (
 from engine.terraform.binary import TerraformExe, terraform_env
 from engine.terraform.events import TfEvent, classify, parse_line
 from engine.terraform.runner import TerraformRunner
+from tests.conftest import REPO
 
 SECRET = "agent-token-7f3c9e1d"
 PLAN = ["plan", "-input=false", "-no-color", "-json"]
@@ -364,15 +369,22 @@ def test_cancel_interrupts_once_and_leaves_no_process(
     pid = runner.pid
     assert pid is not None and pid in _live_members(pid)
 
-    # While the apply holds the state lock, another command on the same root is refused.
-    with pytest.raises(StateLocked, match=r"^terraform plan: Error acquiring the state lock"):
-        TerraformRunner(terraform, work, env, timeout_s=60).plan()
+    # Another runner of the same root waits for the apply rather than fail on its lock.
+    second: dict[str, Any] = {}
+    waiting = threading.Thread(
+        target=lambda: second.update(plan=TerraformRunner(terraform, work, env).plan())
+    )
+    waiting.start()
+    waiting.join(1.0)
+    assert waiting.is_alive() and not (work / "plan-2.stdout.jsonl").exists()
 
     began = time.monotonic()
     assert runner.cancel() is True
     assert runner.cancel() is False  # one SIGINT, never a second
     thread.join(15)
     assert not thread.is_alive() and time.monotonic() - began < 10
+    waiting.join(60)
+    assert second["plan"].changes["add"] == 1  # again: the interrupted one is tainted
     assert type(outcome["error"]) is TerraformCancelled
     assert str(outcome["error"]) == "terraform apply: cancelled"
     assert _live_members(pid) == []  # neither Terraform nor its `sleep` is left
@@ -472,6 +484,76 @@ def test_broken_listener_does_not_stop_the_run(
         runner.plan({"greeting": "hi"})
         assert len(runner.apply().applied) == 2
     assert "on_event failed" in caplog.text
+
+
+DRIVER = """
+import sys
+from pathlib import Path
+from engine.terraform.binary import TerraformExe, terraform_env
+from engine.terraform.runner import TerraformRunner
+from tests.conftest import REPO
+exe, work, home = TerraformExe(sys.argv[1:2], "test"), Path(sys.argv[2]), Path(sys.argv[3])
+runner = TerraformRunner(exe, work, terraform_env(home))
+runner.init()
+runner.plan()
+runner.apply()
+"""
+MANY_SLOW = """
+resource "terraform_data" "r" {
+  for_each = toset([for i in range(6) : tostring(i)])
+  provisioner "local-exec" { command = "sleep ${2 + each.key % 3}; echo made ${each.key}" }
+}
+"""
+
+
+def kill_driver_mid_apply(terraform: TerraformExe, work: Path, tf_home: Path) -> None:
+    """Start a process driving init, plan and apply in ``work``; SIGKILL it mid-apply."""
+    driver = subprocess.Popen(
+        [sys.executable, "-c", DRIVER, terraform.argv[0], str(work), str(tf_home)],
+        cwd=REPO,
+    )
+    deadline = time.monotonic() + 60
+    apply_out = work / "apply.stdout.jsonl"
+    while not (apply_out.exists() and "provision_start" in apply_out.read_text()):
+        assert driver.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+
+
+def test_item_1_terraform_outlives_its_killed_driver_and_saves_its_state(
+    terraform: TerraformExe, env: dict[str, str], tmp_path: Path, tf_home: Path
+) -> None:
+    """Killed mid-apply, the driver used to take Terraform down with it (SIGPIPE on its
+    output): resources made but never in the state, once a 0-byte state file. Now Terraform
+    finishes, and the next command in the root waits for it."""
+    work = root(tmp_path, MANY_SLOW)
+    kill_driver_mid_apply(terraform, work, tf_home)
+    runner, events = runner_for(terraform, env, work)
+    plan = runner.plan()  # waits for the apply left running, then plans
+    assert plan.changes == {"add": 0, "change": 0, "remove": 0}
+    assert runner.leftover() is None
+    state = json.loads((work / "terraform.tfstate").read_text())
+    assert sorted(i["index_key"] for i in state["resources"][0]["instances"]) == list("012345")
+    made = {e.resource for e in events if e.type == "apply_complete" and e.step == "apply"}
+    assert made  # what it did while waited for, passed on as events
+    status = json.loads((work / "apply.status.json").read_text())
+    assert status["adopted_by"] == os.getpid() and status["error"] is None
+    assert not (work / "terraform.pid").exists()
+
+
+def test_item_1_a_leftover_apply_can_be_interrupted(
+    terraform: TerraformExe, env: dict[str, str], tmp_path: Path, tf_home: Path
+) -> None:
+    work = root(tmp_path, MANY_SLOW)
+    kill_driver_mid_apply(terraform, work, tf_home)
+    runner, _ = runner_for(terraform, env, work)
+    began = time.monotonic()
+    found = runner.adopt(interrupt=True)
+    assert found is not None and not found.running() and time.monotonic() - began < 4
+    gone = runner.destroy()  # what it had made or started is in its state, and destroyed
+    assert gone.changes["add"] == 0 and gone.changes["remove"] >= 1
+    assert json.loads((work / "terraform.tfstate").read_text())["resources"] == []
 
 
 def _live_members(pgid: int) -> list[int]:

@@ -14,6 +14,8 @@ import http.client
 import json
 import socket
 import stat
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -24,6 +26,7 @@ from urllib.parse import quote, urlsplit
 
 import pytest
 
+import engine.coordination.coordinator as coordinator_module
 import webhooks.agent_api as agent_api
 from engine.coordination.coordinator import STATES, Coordinator, token_hash
 from engine.coordination.hub import Hub
@@ -34,6 +37,7 @@ from engine.runs.launcher import token_file
 from engine.runs.manager import RunManager
 from engine.store.runstore import RunStore
 from engine.terraform.binary import TerraformExe
+from tests.conftest import REPO
 from webhooks.app import create_app
 from webhooks.server import HttpServer
 
@@ -144,6 +148,7 @@ def http_call(
     chunked: bool = False,
     timeout: float = 15.0,
     unix: bool = False,
+    body_iter: Iterator[bytes] | None = None,
 ) -> Answer:
     """One request over a real socket to the server (TCP, or its Unix socket)."""
     conn: http.client.HTTPConnection
@@ -159,7 +164,10 @@ def http_call(
         data = json.dumps(body).encode("utf-8")
         sent.setdefault("Content-Type", "application/json")
     try:
-        if chunked:
+        if body_iter is not None:  # sent as it comes, never whole in memory
+            sent.pop("Transfer-Encoding", None)
+            conn.request(method, path, body=body_iter, headers=sent, encode_chunked=True)
+        elif chunked:
             sent["Transfer-Encoding"] = "chunked"
             conn.request(method, path, body=iter([data or b""]), headers=sent, encode_chunked=True)
         else:
@@ -1124,3 +1132,168 @@ def test_refresh_never_moves_a_run_back_on_a_stale_read(
     assert env.coordinator.refresh(a) == ("SendingReports", None)
     monkeypatch.setattr(env.store, "run_flags", lambda run_id: ("Aborted", "gone"))
     assert env.coordinator.refresh(a) == ("Aborted", "gone")  # forward moves still apply
+
+
+# -- limits and retired tokens (issue 16) -----------------------------------------------
+
+
+def test_item_3_one_instance_may_post_only_so_many_events(
+    env: Env, runs: Runs, call: Call, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert coordinator_module.MAX_EVENTS_PER_INSTANCE == 1000
+    monkeypatch.setattr(coordinator_module, "MAX_EVENTS_PER_INSTANCE", 5)
+    a, tok = runs.a, runs.tokens[runs.a]["web.1"]
+    for n in range(5):
+        answer = call("POST", url(a, "/events"), token=tok, body={"message": f"line {n}"})
+        assert answer.status == 200, answer.raw
+    for _ in range(3):
+        answer = call("POST", url(a, "/events"), token=tok, body={"message": "flood"})
+        assert answer.status == 429
+        assert answer.json == {
+            "error": "web.1 has posted 5 events, the most one instance may: this one is refused"
+        }
+    said = [e.message for e in env.store.events(a) if e.kind == "agent"]
+    assert said == [*(f"web.1: line {n}" for n in range(5)), NOTE.format(name="web.1")]
+    # Another instance has its own allowance; a new server counts what the store holds.
+    other = runs.tokens[a]["web.2"]
+    assert call("POST", url(a, "/events"), token=other, body={"message": "hi"}).status == 200
+    env.coordinator.forget(a)
+    assert call("POST", url(a, "/events"), token=tok, body={"message": "again"}).status == 429
+    assert [e.message for e in env.store.events(a)].count(NOTE.format(name="web.1")) == 1
+
+
+NOTE = "{name}: {name} has posted 5 events, the most one instance may; its later events are refused"
+
+OTHER_SERVER = """
+import sys
+from pathlib import Path
+from engine.coordination.coordinator import Coordinator
+from engine.coordination.hub import Hub
+from engine.store.runstore import RunStore
+from webhooks.app import create_app
+from webhooks.server import HttpServer
+home = Path(sys.argv[1])
+hub = Hub()
+coordinator = Coordinator(RunStore.open(f"sqlite:///{home}/runs.db"), hub)
+server = HttpServer(create_app(home, coordinator), tcp=("127.0.0.1", 0), on_loop=hub.attach)
+print(server.start().tcp_url, flush=True)
+sys.stdin.read()
+"""
+
+
+def test_item_10_a_retired_token_cannot_write_through_another_servers_cache(
+    env: Env, runs: Runs
+) -> None:
+    """Another server process knows the token (its owner cache keeps it for seconds) when
+    this one destroys the run: every write it is then handed is refused, nothing stored."""
+    a, tok = runs.a, runs.tokens[runs.a]["web.1"]
+    other = subprocess.Popen(
+        [sys.executable, "-c", OTHER_SERVER, str(env.home)],
+        cwd=REPO,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert other.stdout is not None
+        base = other.stdout.readline().strip()
+        parts = urlsplit(base)
+
+        def there(method: str, path: str, **kw: Any) -> Answer:
+            conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=15)
+            data = json.dumps(kw["body"]).encode() if "body" in kw else kw.get("data")
+            try:
+                conn.request(method, path, body=data, headers={"Authorization": f"Bearer {tok}"})
+                response = conn.getresponse()
+                return Answer(response.status, response.read(), {})
+            finally:
+                conn.close()
+
+        env.coordinator.set_state(a, "Executing")
+        assert there("GET", url(a, pkey("id"))).status == 200  # the owner is cached there
+        env.coordinator.set_state(a, "Ready")
+        env.coordinator.set_state(a, "Finalizing")
+        env.coordinator.retire(a)  # what destroy does, then Done
+        env.coordinator.set_state(a, "Done")
+        before = snapshot(env, runs)
+        writes = [
+            ("PUT", url(a, pkey("web.1:url")), {"body": {"value": "http://late"}}),
+            ("POST", url(a, "/events"), {"body": {"message": "still here"}}),
+            ("POST", url(a, "/votes"), {"body": {"state": "Executing"}}),  # its cache: Executing
+            ("POST", url(a, "/abort"), {"body": {"message": "late abort"}}),
+            ("POST", url(a, "/reports"), {"data": b"tar"}),
+        ]
+        for method, path, extra in writes:
+            answer = there(method, path, **extra)
+            assert answer.status in (401, 409), (path, answer.status, answer.raw)
+        assert snapshot(env, runs) == before
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_item_13_deeply_nested_json_is_400_not_a_crash(env: Env, runs: Runs, call: Call) -> None:
+    before = snapshot(env, runs)
+    tok = runs.tokens[runs.a]["web.1"]
+    deep = b'{"value": ' + b"[" * 50_000 + b"]" * 50_000 + b"}"
+    for path, data in ((url(runs.a, pkey("url")), deep), (url(runs.a, "/abort"), b"[" * 60_000)):
+        method = "PUT" if "/params/" in path else "POST"
+        answer = call(method, path, token=tok, data=data)
+        assert answer.status == 400, answer.raw
+        assert answer.headers.get("content-type") == "application/json"
+    assert snapshot(env, runs) == before
+
+
+@pytest.mark.parametrize("cancel", ["false", "true", 0, 1, None, [], {}])
+def test_item_15_cancel_must_be_a_json_boolean(
+    env: Env, runs: Runs, call: Call, cancel: Any
+) -> None:
+    before = snapshot(env, runs)
+    body = {"message": "maybe", "cancel": cancel}
+    answer = call("POST", url(runs.a, "/abort"), token=runs.tokens[runs.a]["db.1"], body=body)
+    assert answer.status == 400, answer.raw
+    assert answer.json == {"error": "`cancel` must be true or false"}
+    assert snapshot(env, runs) == before
+
+
+def test_item_2_parallel_reports_are_streamed_to_disk_not_held_in_memory(
+    env: Env, runs: Runs
+) -> None:
+    """20 uploads at once (16 MiB each, sent in 1 MiB chunks that are one shared buffer)
+    raise the process's peak memory by far less than what they carry: 320 MiB."""
+    chunk, chunks = b"r" * (1 << 20), 16
+    tokens = [runs.tokens[run][name] for run in (runs.a, runs.b) for name in INSTANCES]
+    tokens += [runs.tokens[runs.a][name] for name in INSTANCES] * 3
+    Path("/proc/self/clear_refs").write_text("5")  # restart the peak (VmHWM) from now
+    before = peak_rss_mib()
+    answers: list[int] = []
+
+    def upload(token: str) -> None:
+        run = runs.a if token in runs.tokens[runs.a].values() else runs.b
+        answer = http_call(
+            env.server,
+            "POST",
+            url(run, "/reports"),
+            token=token,
+            headers={"Content-Type": "application/gzip", "Transfer-Encoding": "chunked"},
+            body_iter=(chunk for _ in range(chunks)),
+            timeout=120,
+        )
+        answers.append(answer.status)
+
+    workers = [threading.Thread(target=upload, args=(t,)) for t in tokens[:20]]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(180)
+    assert answers == [200] * 20
+    assert peak_rss_mib() - before < 96
+    reports = env.home / "runs" / runs.a / "reports"
+    assert (reports / "web.1.tar.gz").stat().st_size == chunks << 20
+
+
+def peak_rss_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM in /proc/self/status")
