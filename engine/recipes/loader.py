@@ -126,7 +126,8 @@ class RecipeLoader:
         """Load a deployment by file path or by name; raise :class:`RecipeInvalid`."""
         path = Path(ref)
         if path.suffix in (".yaml", ".yml") or path.exists():
-            doc = self.read(path, str(ref))
+            # Named like every other file: relative to its recipe root when inside one.
+            doc = self.read(path, self.finder.display(path) if path.is_absolute() else str(ref))
         else:
             doc = self._find(str(ref), "deployment", Mark(str(ref), 0, 0))
         result = None
