@@ -13,7 +13,6 @@ Example:
 
 from __future__ import annotations
 
-import re
 import warnings
 from typing import Any
 
@@ -23,6 +22,7 @@ from engine.service import Service
 from webhooks.rest import errors
 from webhooks.rest.accounts import accounts_blueprint
 from webhooks.rest.auth import bearer_auth
+from webhooks.rest.openapi import DictRules, merge_duplicates, require_bodies
 from webhooks.rest.runs import runs_blueprint
 from webhooks.rest.stream import document_streams, stream_routes
 
@@ -38,6 +38,7 @@ def create_rest_app(service: Service) -> APIFlask:
         version="1",
         docs_path=None,
         spec_path="/api/v1/openapi.json",
+        spec_plugins=[DictRules()],
     )
     app.description = (
         "Runs of multi-cloud deployments from YAML recipes, driven by the resident service. "
@@ -49,7 +50,7 @@ def create_rest_app(service: Service) -> APIFlask:
     auth = bearer_auth(service)
     app.register_blueprint(runs_blueprint(service, auth))
     app.register_blueprint(accounts_blueprint(service, auth))
-    app.spec_processor(lambda spec: merge_duplicates(document_streams(spec)))
+    app.spec_processor(finish_document)
     with warnings.catch_warnings():
         # Made once, now: APIFlask registers a schema that is both nested and top-level
         # twice (apispec warns; merge_duplicates undoes it).
@@ -58,33 +59,10 @@ def create_rest_app(service: Service) -> APIFlask:
     return app
 
 
-def merge_duplicates(spec: dict[Any, Any] | str) -> dict[Any, Any] | str:
-    """Point references to a component registered twice (``User1``, same as ``User``) at
-    the first one, and drop the copy.
-
-    >>> spec = {"components": {"schemas": {"User": {"type": "object"},
-    ...                                    "User1": {"type": "object"}}},
-    ...         "paths": {"/u": {"$ref": "#/components/schemas/User1"}}}
-    >>> merge_duplicates(spec)["paths"], list(spec["components"]["schemas"])
-    ({'/u': {'$ref': '#/components/schemas/User'}}, ['User'])
-    """
-    assert isinstance(spec, dict)
-    schemas = spec["components"]["schemas"]
-    copies = {}
-    for name in list(schemas):
-        match = re.fullmatch(r"(.*\D)[0-9]+", name)
-        if match and schemas.get(match.group(1)) == schemas[name]:
-            copies[f"#/components/schemas/{name}"] = f"#/components/schemas/{match.group(1)}"
-            del schemas[name]
-
-    def repoint(node: Any) -> Any:
-        if isinstance(node, dict):
-            return {k: copies.get(v, v) if k == "$ref" else repoint(v) for k, v in node.items()}
-        if isinstance(node, list):
-            return [repoint(item) for item in node]
-        return node
-
-    return repoint(spec) if copies else spec
+def finish_document(spec: dict[Any, Any] | str) -> dict[Any, Any] | str:
+    """The OpenAPI document as APIFlask made it, completed (see :mod:`webhooks.rest.openapi`)."""
+    assert isinstance(spec, dict)  # SPEC_FORMAT is json
+    return document_streams(require_bodies(merge_duplicates(spec)))
 
 
 __all__ = ["create_rest_app", "stream_routes"]

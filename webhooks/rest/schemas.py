@@ -10,8 +10,11 @@ Example:
 
 from __future__ import annotations
 
+from typing import Any
+
 from apiflask import Schema
-from apiflask.fields import Boolean, Dict, Float, Integer, List, Nested, String
+from apiflask.fields import Boolean as LooseBoolean
+from apiflask.fields import Dict, Float, Integer, List, Nested, String
 from apiflask.validators import Length, OneOf, Range, Regexp
 
 from engine.access import RIGHTS, USER_NAME
@@ -22,9 +25,26 @@ from engine.service import MAX_BUNDLE_FILE_BYTES, MAX_BUNDLE_FILES
 #: A run id, a token id: what the store makes (16 and 12 hex digits).
 RUN_ID = r"^[0-9a-f]{16}$"
 DURATION = r"^[0-9]{1,6}[smhd]$"
+#: A deployment's name, or the path of a recipe file of the bundle.
+DEPLOYMENT = r"^([a-z][a-z0-9-]{0,62}|[^\\]+\.ya?ml)$"
 MAX_PAGE = 500
 #: ``:`` would make a bare deployment name and a path look alike; ``*`` is every deployment.
 SCOPE = r"^(\*|[a-z][a-z0-9-]{0,62})$"
+
+
+class Boolean(LooseBoolean):
+    """true or false, not 1, "yes" or "on" (what the document says is what is accepted).
+
+    >>> Boolean().deserialize(0)
+    Traceback (most recent call last):
+    ...
+    marshmallow.exceptions.ValidationError: Not a valid boolean.
+    """
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
+        if not isinstance(value, bool):
+            raise self.make_error("invalid", input=value)
+        return value
 
 
 class Error(Schema):
@@ -70,11 +90,10 @@ class Overrides(Schema):
 class Bundle(Overrides):
     deployment = String(
         required=True,
-        validate=Length(1, 1000),
+        validate=[Length(1, 1000), Regexp(DEPLOYMENT)],
         metadata={
-            "description": "a deployment name (found among the files, then in the shipped "
-            "templates) or the path of one of the files",
-            "example": "webapp",
+            "description": "a deployment name such as webapp (found among the files, then "
+            "in the shipped templates) or the path of one of the files",
         },
     )
     files = Dict(

@@ -146,15 +146,32 @@ class EventStream:
             await asyncio.sleep(left)
 
 
+#: One message of the stream (before OpenAPI 3.2, ``schema`` describes each message).
+MESSAGE = {
+    "type": "object",
+    "required": ["data"],
+    "properties": {
+        "id": {"type": "string", "pattern": "^[0-9]*$"},
+        "event": {"type": "string", "enum": ["message", "end"]},
+        "data": {
+            "type": "string",
+            "contentMediaType": "application/json",
+            "description": "message: an Event (#/components/schemas/Event); "
+            "end: {id, state, abort} of the run",
+        },
+        "retry": {"type": "integer"},
+    },
+}
+
+
 def stream_routes(service: Service) -> list[BaseRoute]:
     """The REST API's live streams, served natively on the event loop."""
     return [Route(PATH, EventStream(service).handle, methods=["GET"])]
 
 
-def document_streams(spec: dict[Any, Any] | str) -> dict[Any, Any] | str:
+def document_streams(spec: dict[str, Any]) -> dict[str, Any]:
     """Add the stream route to the OpenAPI document (its answers use the components the
     other routes define: ``Event`` and ``Error``)."""
-    assert isinstance(spec, dict)  # SPEC_FORMAT is json
     error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
     spec["paths"][PATH] = {
         "get": {
@@ -185,12 +202,7 @@ def document_streams(spec: dict[Any, Any] | str) -> dict[Any, Any] | str:
             "responses": {
                 "200": {
                     "description": "`id: N` and `data: <Event>` per event, then `event: end`",
-                    "content": {
-                        "text/event-stream": {
-                            "schema": {"type": "string"},
-                            "x-event-schema": {"$ref": "#/components/schemas/Event"},
-                        }
-                    },
+                    "content": {"text/event-stream": {"schema": MESSAGE}},
                 },
                 **{
                     str(code): {"description": why, "content": error}
