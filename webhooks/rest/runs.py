@@ -11,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from apiflask import APIBlueprint, HTTPTokenAuth
@@ -110,7 +111,7 @@ def runs_blueprint(service: Service, auth: HTTPTokenAuth) -> APIBlueprint:
         """A run: state, parameters (secrets masked) and its last events"""
         return run_document(service, actor(), run_id, query["events"])
 
-    def action(name: str, summary: str, call: Any) -> None:
+    def action(name: str, summary: str, call: Callable[[Actor, str], str]) -> None:
         def act(run_id: str) -> ResponseReturnValue:
             return {"id": run_id, "state": call(actor(), run_id)}, 202
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -36,6 +37,8 @@ from engine.errors import NotAuthenticated
 from engine.service import OVER, Service
 from engine.store.runstore import Event, RunRecord
 from webhooks.rest.errors import CHALLENGE, classify, error_body
+
+log = logging.getLogger(__name__)
 
 PATH = "/api/v1/runs/{run_id}/events/stream"
 POLL_S = 0.5
@@ -69,6 +72,8 @@ class EventStream:
             await run_in_threadpool(self.service.run_for, actor, run_id)
         except Exception as err:
             status, body = classify(err)
+            if status == 500:
+                log.exception("event stream of %s", request.url.path)
             return JSONResponse(body, status, headers=CHALLENGE if status == 401 else None)
         after, until = self._position(request)
         if after is None or until is None:
