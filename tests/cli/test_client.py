@@ -208,6 +208,13 @@ def test_a_client_deploy_outlives_the_client_and_a_client_destroy_ends_it(
         assert doc["params"]["lb.1:url"] == doc["url"]
         assert done.stderr == f"run {run_id}: deploying `webapp`\n"  # as embedded, --json
         assert not (tmp_path / "client-home").exists()
+        over_http = served.call("GET", f"/api/v1/runs/{run_id}?events=0", alice).json
+        assert (over_http["state"], over_http["url"], over_http["events"]) == (
+            "Ready",
+            doc["url"],
+            [],
+        )
+        assert over_http["events_before"] >= len(doc["events"])
         # what the client prints is what the service's host reads in its own home
         status = served.client(alice, "status", run_id, "--json")
         assert status.stdout == cli(served.home, "status", run_id, "--json", check=True).stdout

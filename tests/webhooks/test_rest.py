@@ -280,6 +280,12 @@ def test_a_member_cannot_touch_another_members_run_and_nothing_changes(
     own = assert_error(served.call("POST", f"{run}/approve", alice), 403, "forbidden")
     assert own["details"]["right"] == "approve"
     assert run_id not in [r["id"] for r in served.call("GET", RUNS, bob).json["runs"]]
+    as_client = served.client(bob, "destroy", run_id)
+    assert (as_client.returncode, as_client.stdout, as_client.stderr) == (
+        1,
+        "",
+        "destroy: bob lacks the `deploy` right on deployment `guarded`\n",
+    )
     assert snapshot(served, root, run_id) == before
 
     grant = {"right": "approve", "deployment": "guarded"}
