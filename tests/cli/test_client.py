@@ -238,6 +238,10 @@ def test_a_client_deploy_outlives_the_client_and_a_client_destroy_ends_it(
         shown = served.client(alice, "params", run_id, "--json")
         assert json.loads(shown.stdout)["web.1:url.probe"] == "x"
 
+        resumed = served.client(alice, "resume", run_id, "--json")
+        assert resumed.returncode == 0, resumed.stderr
+        assert json.loads(resumed.stdout)["state"] == "Ready"  # nothing to redo
+
         follower = subprocess.Popen(
             [sys.executable, "-m", "engine.cli.app", "logs", run_id, "--follow"],
             cwd=REPO,

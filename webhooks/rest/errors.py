@@ -8,6 +8,8 @@ Example:
     >>> from engine.errors import AccessDenied
     >>> classify(AccessDenied("bob", "deploy", "webapp"))
     (403, {'code': 'forbidden', 'message': 'bob lacks the `deploy` right on deployment `webapp`', 'details': {'right': 'deploy', 'scope': 'webapp'}})
+    >>> classify(KeyError("/srv/secret/path"))  # a bug: nothing of it reaches the client
+    (500, {'code': 'internal', 'message': "internal error: see the service's log", 'details': {}})
 """  # noqa: E501
 
 from __future__ import annotations
