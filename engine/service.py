@@ -169,12 +169,32 @@ class Service:
         folder = Path(tempfile.mkdtemp(prefix=".bundle-", dir=self.home))
         try:
             write_bundle(folder, files)
-            ref: str | Path = deployment
-            if deployment in files:
-                ref = folder / PurePosixPath(deployment)
+            ref = bundle_ref(folder, files, deployment)
             run_id = self.deploy(actor, ref, overrides, folder, hold=hold)
             shutil.move(str(folder), str(self.manager().run_dir(run_id) / "recipes"))
             return run_id
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def plan(
+        self,
+        actor: Actor,
+        files: Mapping[str, str],
+        deployment: str,
+        overrides: Overrides | None = None,
+    ) -> dict[str, Any]:
+        """What deploying a bundle would do, per cloud and node (``terraform plan`` of each
+        root; see :meth:`~engine.runs.manager.RunManager.preview`); no run is stored."""
+        from engine.recipes.loader import RecipeLoader
+
+        folder = Path(tempfile.mkdtemp(prefix=".bundle-", dir=self.home))
+        try:
+            write_bundle(folder, files)
+            ref = bundle_ref(folder, files, deployment)
+            config = self.clouds()
+            dep = RecipeLoader(folder, config).deployment(ref, overrides, require_values=True)
+            clouds = self.manager().preview(dep, config)
+            return {"deployment": dep.name, "user": actor.name, "clouds": clouds}
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 
@@ -318,6 +338,30 @@ class Service:
             if run.approval != "pending" or run.checkpoint != "planned":
                 self.start(run.id)
         return taken
+
+
+def bundle_ref(folder: Path, files: Mapping[str, str], deployment: str) -> str | Path:
+    """The deployment of a bundle written in ``folder``: one of its files, or a name looked
+    up among them and then in the shipped templates; never any other path.
+
+    >>> bundle_ref(Path("/b"), {"apps/web.yaml": "…"}, "apps/web.yaml")
+    PosixPath('/b/apps/web.yaml')
+    >>> bundle_ref(Path("/b"), {}, "/etc/passwd.yaml")
+    Traceback (most recent call last):
+    ...
+    engine.errors.RecipeInvalid: /etc/passwd.yaml: not in the bundle, and not a deployment name
+    """
+    import re
+
+    from engine.errors import Mark, Problem
+    from engine.recipes.schema import NAME_RE
+
+    if deployment in files:
+        return folder / PurePosixPath(deployment)
+    if not re.fullmatch(NAME_RE, deployment):
+        problem = Problem(Mark(deployment, 0, 0), "not in the bundle, and not a deployment name")
+        raise RecipeInvalid([problem])
+    return deployment
 
 
 def write_bundle(folder: Path, files: Mapping[str, str]) -> None:

@@ -33,11 +33,21 @@ async def healthz(request: Request) -> Response:
 
 
 async def not_found(request: Request, exc: Exception) -> Response:
-    return JSONResponse({"error": f"no route {request.method} {request.url.path}"}, 404)
+    message = f"no route {request.method} {request.url.path}"
+    return JSONResponse(refusal_body(request, "not_found", message), 404)
 
 
 async def not_allowed(request: Request, exc: Exception) -> Response:
-    return JSONResponse({"error": f"{request.method} is not allowed here"}, 405)
+    message = f"{request.method} is not allowed here"
+    return JSONResponse(refusal_body(request, "method_not_allowed", message), 405)
+
+
+def refusal_body(request: Request, code: str, message: str) -> dict[str, Any]:
+    """The REST API's error shape under ``/api/`` (a path the bridge to it does not take,
+    such as one with a line break), the agent API's elsewhere."""
+    if request.url.path.startswith("/api/"):
+        return {"code": code, "message": message, "details": {}}
+    return {"error": message}
 
 
 def create_app(home: Path, coordinator: Coordinator, service: Service | None = None) -> Starlette:

@@ -2,6 +2,8 @@
 
 They never start a server or Terraform, and never create a service home: where there is
 none yet there are no runs. The service (and its store) is imported when a command runs.
+With ``SLIPSTREAM_URL`` and ``SLIPSTREAM_TOKEN`` they ask a resident service instead
+(:mod:`engine.cli.remote`) and print the same.
 
 Example:
     $ slipstream list
@@ -10,15 +12,14 @@ Example:
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from engine.cli.options import JsonOpt, service_home, user
-from engine.cli.output import PAGE, event_line, print_json, printable
+from engine.cli.options import JsonOpt, remote_client, service_home, user
+from engine.cli.output import PAGE, show_event, show_params, show_runs, show_status
 
 if TYPE_CHECKING:
     from engine.service import Service
@@ -59,54 +60,48 @@ def run_reader(run_id: str, command: str) -> Service:
 
 def status(run_id: str, as_json: JsonOpt = False) -> None:
     """A run's state, abort message and main link."""
+    if (client := remote_client("status")) is not None:
+        from engine.cli import remote
+
+        return remote.status(client, run_id, as_json)
     service = run_reader(run_id, "status")
     doc = service.get_run(service.local_actor(user()), run_id)
     doc.pop("events")
     doc.pop("earlier_events")
-    if as_json:
-        print_json(doc)
-        return
-    url = printable(doc.get("url") or "")
-    typer.echo(f"{doc['id']}  {doc['deployment']}  {doc['state']}  {url}")
-    if doc["abort"]:
-        typer.echo(f"abort: {printable(doc['abort'])}")
-    for key, value in doc["params"].items():
-        if key.endswith(":statecustom"):
-            typer.echo(f"  {key.split(':')[0]}: {printable(value)}")
+    show_status(doc, as_json)
 
 
 def list_cmd(as_json: JsonOpt = False) -> None:
     """Runs of this service home, newest first."""
+    if (client := remote_client("list")) is not None:
+        from engine.cli import remote
+
+        return remote.list_cmd(client, as_json)
     service = reading_service()
     runs = service.list_runs(service.local_actor(user())) if service is not None else []
-    if as_json:
-        print_json(
-            [
-                {
-                    "id": r.id,
-                    "deployment": r.deployment,
-                    "state": r.state,
-                    "user": r.user,
-                    "created_at": r.created_at,
-                }
-                for r in runs
-            ]
-        )
-        return
-    for r in runs:
-        stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created_at))
-        typer.echo(f"{r.id}  {stamp}  {r.deployment:<16} {r.state}")
+    show_runs(
+        [
+            {
+                "id": r.id,
+                "deployment": r.deployment,
+                "state": r.state,
+                "user": r.user,
+                "created_at": r.created_at,
+            }
+            for r in runs
+        ],
+        as_json,
+    )
 
 
 def params(run_id: str, as_json: JsonOpt = False) -> None:
     """Every runtime parameter of a run (sensitive values masked)."""
+    if (client := remote_client("params")) is not None:
+        from engine.cli import remote
+
+        return remote.params(client, run_id, as_json)
     service = run_reader(run_id, "params")
-    values = service.params(service.local_actor(user()), run_id)
-    if as_json:
-        print_json(values)
-        return
-    for key, value in values.items():
-        typer.echo(f"{key} = {printable(value)}")
+    show_params(service.params(service.local_actor(user()), run_id), as_json)
 
 
 def logs(
@@ -117,16 +112,17 @@ def logs(
     as_json: JsonOpt = False,
 ) -> None:
     """A run's event log."""
+    if (client := remote_client("logs")) is not None:
+        from engine.cli import remote
+
+        return remote.logs(client, run_id, follow, as_json)
     service = run_reader(run_id, "logs")
     after = 0
     while True:
         page = service.events(service.local_actor(user()), run_id, after, PAGE)
         for event in page:
             after = event.id
-            if as_json:
-                typer.echo(json.dumps(event.to_json(), sort_keys=True))
-            else:
-                typer.echo(event_line(event))
+            show_event(event, as_json)
         if len(page) == PAGE:
             continue
         run = service.store.get_run(run_id)

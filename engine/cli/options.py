@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:
+    from engine.cli.client import ServiceClient
     from engine.recipes.overrides import Overrides
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="print a JSON document on stdout")]
@@ -60,6 +61,24 @@ def service_home() -> Path:
     ``/srv/slipstream``; without it, ``.slipstream`` in the current folder.
     """
     return Path(os.environ.get("SLIPSTREAM_HOME", ".slipstream"))
+
+
+def remote_client(command: str) -> ServiceClient | None:
+    """The client of a resident service when ``SLIPSTREAM_URL`` and ``SLIPSTREAM_TOKEN``
+    are set (then the command acts through it), else None; half of them is a usage error.
+
+    Example: ``SLIPSTREAM_URL=https://ss.example:8780 SLIPSTREAM_TOKEN=ss_… slipstream list``
+    lists the runs that token's user may see on that service.
+    """
+    if not os.environ.get("SLIPSTREAM_URL") and not os.environ.get("SLIPSTREAM_TOKEN"):
+        return None  # the embedded mode, without importing the HTTP client
+    from engine.cli.client import ClientSetupError, from_env
+
+    try:
+        return from_env(os.environ)
+    except ClientSetupError as err:
+        typer.echo(f"{command}: {err}", err=True)
+        raise typer.Exit(2) from err
 
 
 def user() -> str:

@@ -1,4 +1,5 @@
-"""What the commands share on the way out: JSON documents on stdout, problems, event lines.
+"""What the commands share on the way out: JSON documents on stdout, problems, event lines,
+and how runs, parameters and results are printed (embedded or as a client of a service).
 
 Results go to stdout, progress and errors to stderr. Text that agents sent (events, status
 lines, parameter values, abort messages) goes through :func:`printable` first, so it cannot
@@ -14,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -86,3 +88,63 @@ def event_line(event: Event) -> str:
     """
     stamp = time.strftime("%H:%M:%S", time.localtime(event.at))
     return f"{stamp} {printable(event.kind):<9} {printable(event.message)}"
+
+
+def show_status(doc: dict[str, Any], as_json: bool) -> None:
+    """Print a run's document, without its events (as ``status`` does)."""
+    if as_json:
+        print_json(doc)
+        return
+    url = printable(doc.get("url") or "")
+    typer.echo(f"{doc['id']}  {doc['deployment']}  {doc['state']}  {url}")
+    if doc["abort"]:
+        typer.echo(f"abort: {printable(doc['abort'])}")
+    for key, value in doc["params"].items():
+        if key.endswith(":statecustom"):
+            typer.echo(f"  {key.split(':')[0]}: {printable(value)}")
+
+
+def show_runs(runs: list[dict[str, Any]], as_json: bool) -> None:
+    """Print runs (id, deployment, state, user, created_at), one a line or as JSON."""
+    if as_json:
+        print_json(runs)
+        return
+    for r in runs:
+        stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created_at"]))
+        typer.echo(f"{r['id']}  {stamp}  {r['deployment']:<16} {r['state']}")
+
+
+def show_params(values: dict[str, str], as_json: bool) -> None:
+    """Print a run's parameters, ``key = value`` a line or as JSON."""
+    if as_json:
+        print_json(values)
+        return
+    for key, value in values.items():
+        typer.echo(f"{key} = {printable(value)}")
+
+
+def show_event(event: Event, as_json: bool) -> None:
+    """One event on stdout: a terminal line, or a JSON document per line."""
+    typer.echo(json.dumps(event.to_json(), sort_keys=True) if as_json else event_line(event))
+
+
+def report(doc: dict[str, Any], state: str, as_json: bool) -> NoReturn:
+    """Print where a driven run ended (its whole document with ``--json``); exit 0 only
+    for Ready or Done."""
+    if as_json:
+        print_json(doc)
+    else:
+        abort = f" — {printable(doc['abort'])}" if doc["abort"] else ""
+        typer.echo(f"run {doc['id']}: {state}{abort}")
+        if doc.get("url"):
+            typer.echo(f"url: {printable(doc['url'])}")
+    raise typer.Exit(0 if state in ("Ready", "Done") else 1)
+
+
+def destroyed_report(run_id: str, state: str, destroyed: bool, as_json: bool) -> NoReturn:
+    """Print how a destroy ended; exit 0 only when every resource is gone."""
+    if as_json:
+        print_json({"id": run_id, "state": state, "destroyed": destroyed})
+    else:
+        typer.echo(f"run {run_id}: {state}" + ("" if destroyed else " (destroy failed: see logs)"))
+    raise typer.Exit(0 if destroyed else 1)

@@ -2,7 +2,8 @@
 
 This is where the CLI composes the engine: the service, with the HTTP server agents talk
 to (``webhooks``, imported only when a run is first driven). Everything heavy is imported
-when a command runs.
+when a command runs. With ``SLIPSTREAM_URL`` and ``SLIPSTREAM_TOKEN`` the commands ask a
+resident service instead (:mod:`engine.cli.remote`), with the same output and exit codes.
 
 Example:
     $ slipstream deploy webapp --input greeting=hi --json
@@ -30,10 +31,19 @@ from engine.cli.options import (
     RootOpt,
     deployment_root,
     overrides,
+    remote_client,
     service_home,
     user,
 )
-from engine.cli.output import PAGE, event_line, fail, print_json, printable
+from engine.cli.output import (
+    PAGE,
+    destroyed_report,
+    event_line,
+    fail,
+    print_json,
+    printable,
+    report,
+)
 
 if TYPE_CHECKING:
     from engine.coordination.coordinator import Coordinator
@@ -114,15 +124,24 @@ def deploy(
         bool,
         typer.Option(
             "--wait",
-            help="return when the run is Ready or over (the embedded service always waits)",
+            help="as a client of a service: return when the run is Ready or over, not at "
+            "once (the embedded mode always waits)",
         ),
-    ] = True,
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Deploy: provision every cloud, run the coordination phase, stop at Ready (or Done)."""
     from engine.errors import CloudError, RecipeInvalid
 
+    client = remote_client("deploy")
     parsed = overrides(inputs, cloud, multiplicity, input_files)
+    if client is not None:
+        from engine.cli import remote
+
+        if clouds is not None:
+            typer.echo("usage: --clouds is the service's setting, not its clients'", err=True)
+            raise typer.Exit(2)
+        remote.deploy(client, deployment, parsed, root, wait, as_json)
     service = driving_service(clouds)
     try:
         base, walk = deployment_root(deployment, root)
@@ -174,15 +193,7 @@ def drive_and_report(service: Service, run_id: str, as_json: bool, after: int = 
         elif not as_json:
             tail.flush()
         service.close()
-    doc = service.get_run(service.local_actor(user()), run_id)
-    if as_json:
-        print_json(doc)
-    else:
-        abort = f" — {printable(doc['abort'])}" if doc["abort"] else ""
-        typer.echo(f"run {run_id}: {state}{abort}")
-        if doc.get("url"):
-            typer.echo(f"url: {printable(doc['url'])}")
-    raise typer.Exit(0 if state in ("Ready", "Done") else 1)
+    report(service.get_run(service.local_actor(user()), run_id), state, as_json)
 
 
 def resume(
@@ -190,6 +201,10 @@ def resume(
     as_json: JsonOpt = False,
 ) -> None:
     """Resume driving a run from its last checkpoint (no resource is created twice)."""
+    if (client := remote_client("resume")) is not None:
+        from engine.cli import remote
+
+        remote.resume(client, run_id, as_json)
     service = driving_service()
     if service.store.get_run(run_id) is None:
         service.close()
@@ -218,6 +233,10 @@ def destroy(
 
     if from_state:
         destroy_from_state(run_id, as_json)
+    if (client := remote_client("destroy")) is not None:
+        from engine.cli import remote
+
+        remote.destroy(client, run_id, as_json)
     service = driving_service()
     if service.store.get_run(run_id) is None:
         typer.echo(f"destroy: unknown run `{run_id}`", err=True)
@@ -230,12 +249,7 @@ def destroy(
     finally:
         service.close()
     run = service.store.get_run(run_id)
-    destroyed = run is not None and run.checkpoint == "destroyed"
-    if as_json:
-        print_json({"id": run_id, "state": state, "destroyed": destroyed})
-    else:
-        typer.echo(f"run {run_id}: {state}" + ("" if destroyed else " (destroy failed: see logs)"))
-    raise typer.Exit(0 if destroyed else 1)
+    destroyed_report(run_id, state, run is not None and run.checkpoint == "destroyed", as_json)
 
 
 def destroy_from_state(run_id: str, as_json: bool) -> NoReturn:

@@ -143,7 +143,8 @@ class RecipeLoader:
         """Load a deployment by file path or by name; raise :class:`RecipeInvalid`."""
         path = Path(ref)
         if path.suffix in (".yaml", ".yml") or path.exists():
-            doc = self.read(path, str(ref))
+            # Named like every other file: relative to its recipe root when inside one.
+            doc = self.read(path, self.finder.display(path) if path.is_absolute() else str(ref))
             declared = doc.get("name") if doc is not None else None
             if declared is not None:
                 self.files[str(declared.value)] = path.resolve()

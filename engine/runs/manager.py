@@ -328,16 +328,20 @@ class RunManager:
 
     # -- Terraform --------------------------------------------------------------------
 
-    def _variables(self, run_id: str, cloud_type: str) -> dict[str, Any]:
+    def _variables(
+        self, run_id: str, cloud_type: str, tokens: dict[str, str] | None = None
+    ) -> dict[str, Any]:
+        """A root's input variables; the agents' ``tokens`` are the run's unless given."""
         variables: dict[str, Any] = {"run_id": run_id}
         if cloud_type == "local":
             variables["launcher"] = launcher_argv(self.home)
             variables["sandbox_root"] = str((self.run_dir(run_id) / "sandboxes").resolve())
         else:
-            tokens = {}
-            for inst in self.store.instances(run_id):
-                path = token_file(self.home, run_id, inst["name"])
-                tokens[inst["name"]] = path.read_text(encoding="utf-8").strip()
+            if tokens is None:
+                tokens = {}
+                for inst in self.store.instances(run_id):
+                    path = token_file(self.home, run_id, inst["name"])
+                    tokens[inst["name"]] = path.read_text(encoding="utf-8").strip()
             endpoints = self._served()
             variables.update(
                 {
@@ -499,6 +503,36 @@ class RunManager:
             self.store.add_event(run_id, "error", f"destroy failed: {err}")
             self.store.set_checkpoint(run_id, "destroy-failed", str(err))
 
+    # -- plans without a run -----------------------------------------------------------
+
+    def preview(self, dep: Deployment, clouds: CloudsConfig) -> dict[str, dict[str, Any]]:
+        """What deploying ``dep`` would do: ``terraform plan`` of each compiled root, in
+        parallel, in a scratch folder removed afterwards; no run is stored. Counts per cloud
+        and per node: ``{"local": {"add": 4, "change": 0, "destroy": 0, "nodes": {"web":
+        {"add": 2, "change": 0, "destroy": 0}, …}}}`` (resources of no node under ``""``).
+        """
+        documents = compile_deployment(dep, clouds)
+        plan_id = f"plan-{uuid.uuid4().hex[:12]}"
+        tokens = {
+            f"{n}.{i}": "planned" for n, node in dep.nodes.items() for i in node.instance_ids()
+        }
+        scratch = self.home / "plans" / plan_id
+        env = runner_env(self.home)
+
+        def one(cloud: str) -> dict[str, Any]:
+            folder = scratch / cloud
+            write_atomic(folder / "main.tf.json", dumps(documents[cloud]))
+            runner = TerraformRunner(self.terraform, folder, env)
+            runner.init()
+            variables = self._variables(plan_id, clouds.get(cloud).type, tokens)
+            return plan_counts(runner.plan(variables).resource_changes, set(dep.nodes))
+
+        try:
+            with ThreadPoolExecutor(max_workers=max(1, len(documents))) as pool:
+                return dict(zip(documents, pool.map(one, documents), strict=True))
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
     # -- terminate --------------------------------------------------------------------
 
     def terminate(self, run_id: str) -> str:
@@ -586,6 +620,27 @@ def _retry_locked(step: Callable[[], object]) -> None:
             if time.monotonic() > deadline:
                 raise
             time.sleep(2)
+
+
+def plan_counts(changes: list[tuple[str, str]], nodes: set[str]) -> dict[str, Any]:
+    """Planned (address, action) pairs counted per root and per node (a resource belongs
+    to the node it is named after).
+
+    >>> plan_counts([('terraform_data.web["1"]', "create"), ("aws_vpc.main", "replace")],
+    ...             {"web"})["nodes"]
+    {'': {'add': 1, 'change': 0, 'destroy': 1}, 'web': {'add': 1, 'change': 0, 'destroy': 0}}
+    """
+    effects: dict[str, tuple[str, ...]] = {"create": ("add",), "update": ("change",)}
+    effects.update({"delete": ("destroy",), "replace": ("add", "destroy")})
+    total = {"add": 0, "change": 0, "destroy": 0}
+    per_node: dict[str, dict[str, int]] = {}
+    for address, action in changes:
+        name = address.split("[", 1)[0].rsplit(".", 1)[-1]
+        counts = per_node.setdefault(name if name in nodes else "", dict.fromkeys(total, 0))
+        for effect in effects.get(action, ()):
+            counts[effect] += 1
+            total[effect] += 1
+    return {**total, "nodes": dict(sorted(per_node.items()))}
 
 
 def masked_params(store: RunStore, run_id: str, secret_keys: set[str]) -> dict[str, str]:
