@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -353,6 +354,7 @@ def render(result: Result) -> Message:
     return plain([f"{result}"])
 
 
+@functools.lru_cache(maxsize=16)
 def help_text(topic: str | None) -> Message:
     verbs = [topic] if topic in USAGE else list(USAGE)
     lines = ["*/slipstream* commands:"] if topic is None else []
