@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -154,9 +155,20 @@ def plain(lines: Iterable[str]) -> Message:
 # -- a run's parent message and its thread -------------------------------------------
 
 
+def mention(user: str) -> str:
+    """A mention of a Slack member id (anything else is shown as text).
+
+    >>> mention("U0456EFGH"), mention("<!channel>")
+    ('<@U0456EFGH>', '&lt;!channel&gt;')
+    """
+    return f"<@{user}>" if re.fullmatch(r"[UW][A-Z0-9]{1,31}", user) else escape(user)
+
+
 def starting(recipe: str, slack_user: str) -> Message:
     """The parent message while a run is being created."""
-    line = f":hourglass_flowing_sand: *{escape(recipe)}* · starting… (asked by <@{slack_user}>)"
+    line = (
+        f":hourglass_flowing_sand: *{escape(recipe)}* · starting… (asked by {mention(slack_user)})"
+    )
     return Message(f"{recipe}: starting", (section(line),))
 
 
@@ -164,7 +176,7 @@ def parent(run: RunView) -> Message:
     """A run's parent message, kept up to date in place."""
     icon = STATE_ICONS.get(run.state, ":grey_question:")
     head = f"{icon} *{escape(run.deployment)}* · run {code(run.id)} · *{run.state}*"
-    who = f"<@{run.slack_user}> ({escape(run.user)})" if run.slack_user else escape(run.user)
+    who = f"{mention(run.slack_user)} ({escape(run.user)})" if run.slack_user else escape(run.user)
     lines = [head, f"asked by {who}"]
     if run.approval == "pending" and run.abort is None:
         lines.append(":raised_hand: waiting for an approval (see the thread)")

@@ -48,8 +48,9 @@ WATCHER = Actor("slack-watcher", admin=True)
 INTERVAL_S = 0.5
 #: An instance that has not voted after this share of the run's timeout is late.
 LATE_SHARE = 0.5
-#: Runs created this long before the watcher first starts are not announced.
+#: How many of the newest runs each look for new ones covers.
 DISCOVERY_WINDOW = 50
+REST_S = 5.0
 
 
 def slack_target(origin: str | dict[str, Any]) -> tuple[str, str | None, str | None] | None:
@@ -120,6 +121,8 @@ class RunWatcher:
         self.mark = time.time()  # runs created before this were seen (or predate us)
         self.paused_until = 0.0
         self._saved = ""
+        # Runs at rest (Ready, or over with resources kept) are looked at every REST_S only.
+        self._resting: dict[str, float] = {}
         self._load()
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -138,6 +141,7 @@ class RunWatcher:
 
     def wake(self) -> None:
         """Look now rather than at the next tick (a command just started or moved a run)."""
+        self._resting.clear()
         self._wake.set()
 
     def _loop(self) -> None:
@@ -162,7 +166,10 @@ class RunWatcher:
     def tick(self) -> None:
         """Find new runs to tell about, then bring every open thread up to date."""
         self._discover()
+        now = time.time()
         for thread in [t for t in self.threads.values() if not t.closed]:
+            if self._resting.get(thread.run, 0.0) > now:
+                continue
             try:
                 self._follow(thread)
             except SlackRefused as err:
@@ -220,6 +227,8 @@ class RunWatcher:
             and len(events) < 500
         ):
             thread.closed = True
+        elif run.state not in ON_THE_WAY and not events:
+            self._resting[run.id] = time.time() + REST_S
 
     def _late(self, run: RunRecord, thread: Thread) -> list[str]:
         if run.state not in ON_THE_WAY or run.state in thread.late or run.abort_message:

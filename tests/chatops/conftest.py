@@ -31,6 +31,7 @@ from typing import Any
 
 import pytest
 
+from engine.service import Service
 from tests.chatops.slackfake import Answer, FakeSlack, command_body, send, signed_headers
 from tests.e2e import REPO, cli, marked_processes
 from tests.webhooks.test_resident import free_port
@@ -138,24 +139,32 @@ nodes:
 """)
 
 
+def add_people(home: Path) -> None:
+    """The users of the module docstring (in-process: the CLI's ``user link`` has its own
+    test, and nine CLI starts would cost seconds per module)."""
+    service = Service(home, None)
+    admin = service.local_actor()
+    for name, email in (("alice", None), ("bob", None), ("dave", "Dave@Example.org")):
+        service.access.add_user(admin, name, email=email)
+    service.accounts.link("slack", f"{TEAM}:UALICE", "alice")
+    service.accounts.link("slack", f"{TEAM}:UBOB", "bob")
+    for user, right in (
+        ("alice", "deploy"),
+        ("alice", "approve"),
+        ("bob", "deploy"),
+        ("dave", "view"),
+    ):
+        service.access.grant(admin, user, right, "*")
+    service.store.close()
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     top = tmp_path_factory.mktemp("slack")
     home = top / ".slipstream"
     home.mkdir(mode=0o700)
     write_recipes(top / "recipes")
-    for args in (
-        ("user", "add", "alice"),
-        ("user", "add", "bob"),
-        ("user", "add", "dave", "--email", "Dave@Example.org"),
-        ("user", "link", "alice", "--slack", f"{TEAM}:UALICE"),
-        ("user", "link", "bob", "--slack", f"{TEAM}:UBOB"),
-        ("right", "grant", "alice", "deploy", "*"),
-        ("right", "grant", "alice", "approve", "*"),
-        ("right", "grant", "bob", "deploy", "*"),
-        ("right", "grant", "dave", "view", "*"),
-    ):
-        cli(home, *args, check=True)
+    add_people(home)
     with FakeSlack(TOKEN) as slack:
         slack.users["UDAVE"] = {
             "id": "UDAVE",

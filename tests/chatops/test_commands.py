@@ -19,7 +19,7 @@ def body_for(served: Served, text: str, user: str = "UALICE", name: str = "r") -
 
 
 def nothing_started(served: Served, runs_before: int, calls_before: int) -> None:
-    time.sleep(1.0)  # a lazy listener would have started by now
+    time.sleep(0.5)  # background work would have started by now
     assert len(served.runs()) == runs_before
     assert "chat.postMessage" not in served.slack.methods()[calls_before:]
 
