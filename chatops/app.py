@@ -252,8 +252,10 @@ class SlackFrontDoor:
         self.wsgi = wsgi_app(self.bolt, gate)
 
     def start(self) -> None:
+        """Start the run watcher (the server serves the WSGI app)."""
         self.watcher.start()
 
     def stop(self) -> None:
+        """Stop the watcher; background work not started yet is dropped."""
         self.watcher.stop()
         self.executor.shutdown(wait=False, cancel_futures=True)

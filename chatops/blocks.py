@@ -107,6 +107,11 @@ def escape(text: str) -> str:
 
 
 def clip(text: str, limit: int = SECTION_MAX) -> str:
+    """``text`` cut to ``limit`` characters, with an ellipsis when cut.
+
+    >>> clip("abcdef", 4)
+    'abc…'
+    """
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -123,10 +128,12 @@ def link(url: str, label: str | None = None) -> str:
 
 
 def section(text: str) -> dict[str, Any]:
+    """A mrkdwn section block (text clipped to Slack's 3000 characters)."""
     return {"type": "section", "text": {"type": "mrkdwn", "text": clip(text)}}
 
 
 def context(text: str) -> dict[str, Any]:
+    """A context block: small print under a message."""
     return {"type": "context", "elements": [{"type": "mrkdwn", "text": clip(text)}]}
 
 
@@ -148,6 +155,7 @@ def sections(lines: Sequence[str]) -> tuple[dict[str, Any], ...]:
 
 
 def plain(lines: Iterable[str]) -> Message:
+    """A message of mrkdwn lines, in as few sections as fit."""
     text = "\n".join(lines)
     return Message(text, sections(text.split("\n")))
 
@@ -368,6 +376,7 @@ def render(result: Result) -> Message:
 
 @functools.lru_cache(maxsize=16)
 def help_text(topic: str | None) -> Message:
+    """Every command's usage and what it does, or one command's."""
     verbs = [topic] if topic in USAGE else list(USAGE)
     lines = ["*/slipstream* commands:"] if topic is None else []
     lines += [f"{code(USAGE[v])} — {HELP[v]}" for v in verbs if v]
@@ -375,6 +384,7 @@ def help_text(topic: str | None) -> Message:
 
 
 def status(doc: Mapping[str, Any]) -> Message:
+    """A run's headline and last five events, for ``status``."""
     view = RunView(
         str(doc["id"]),
         str(doc["deployment"]),

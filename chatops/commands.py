@@ -56,28 +56,38 @@ class Refused:
 
 @dataclass(frozen=True)
 class HelpText:
+    """The usage of every command, or of ``topic``."""
+
     topic: str | None
 
 
 @dataclass(frozen=True)
 class RunStatus:
+    """A run's document (:meth:`engine.service.Service.get_run`)."""
+
     doc: Mapping[str, Any]
 
 
 @dataclass(frozen=True)
 class RunList:
+    """Runs, newest first (``scope``: mine or all)."""
+
     runs: Sequence[RunRecord]
     scope: str
 
 
 @dataclass(frozen=True)
 class RunParams:
+    """A run's parameters, sensitive values masked."""
+
     run_id: str
     params: Mapping[str, str]
 
 
 @dataclass(frozen=True)
 class RunLogs:
+    """A run's last events."""
+
     run_id: str
     events: Sequence[Event]
 
@@ -93,6 +103,8 @@ class Acted:
 
 @dataclass(frozen=True)
 class NotYet:
+    """A feature still to come (``what``: scaling)."""
+
     what: str
 
 

@@ -135,6 +135,11 @@ class Deploy:
         return Overrides(inputs, clouds, dict(self.counts))
 
     def to_text(self) -> str:
+        """The command as text the grammar reads back (every command has this).
+
+        >>> Deploy("webapp", "aws", (("greeting", "hi there"),), (("web", 3),)).to_text()
+        'deploy webapp on aws greeting="hi there" x3 web'
+        """
         words = ["plan" if self.hold else "deploy", self.recipe]
         if self.cloud is not None:
             words += ["on", self.cloud]
@@ -146,6 +151,8 @@ class Deploy:
 
 @dataclass(frozen=True)
 class Status:
+    """``status [RUN]``: a run's state and last events (None: the asker's newest run)."""
+
     run: str | None = None
 
     def to_text(self) -> str:
@@ -154,6 +161,8 @@ class Status:
 
 @dataclass(frozen=True)
 class ListRuns:
+    """``list [mine|all]``: the newest runs the asker may see (``mine``: only theirs)."""
+
     scope: Literal["mine", "all"] = "all"
 
     def to_text(self) -> str:
@@ -162,6 +171,8 @@ class ListRuns:
 
 @dataclass(frozen=True)
 class Params:
+    """``params RUN``: a run's runtime parameters."""
+
     run: str
 
     def to_text(self) -> str:
@@ -170,6 +181,8 @@ class Params:
 
 @dataclass(frozen=True)
 class Logs:
+    """``logs RUN``: a run's last events."""
+
     run: str
 
     def to_text(self) -> str:
@@ -178,6 +191,8 @@ class Logs:
 
 @dataclass(frozen=True)
 class Scale:
+    """``scale RUN NODE=+N|-N…``: instances to add to (or remove from) nodes of a run."""
+
     run: str
     changes: tuple[tuple[str, int], ...]
 
@@ -187,6 +202,8 @@ class Scale:
 
 @dataclass(frozen=True)
 class Destroy:
+    """``destroy RUN``: end a run (or cancel one on its way)."""
+
     run: str
 
     def to_text(self) -> str:
@@ -195,6 +212,8 @@ class Destroy:
 
 @dataclass(frozen=True)
 class Approve:
+    """``approve RUN``: let a held run go on."""
+
     run: str
 
     def to_text(self) -> str:
@@ -203,6 +222,8 @@ class Approve:
 
 @dataclass(frozen=True)
 class Help:
+    """``help [COMMAND]``: every command's usage, or one's."""
+
     topic: str | None = None
 
     def to_text(self) -> str:
@@ -217,6 +238,8 @@ Command = Deploy | Status | ListRuns | Params | Logs | Scale | Destroy | Approve
 
 @dataclass(frozen=True)
 class Token:
+    """A word of the text; ``quoted`` when any part of it was (then it is never a keyword)."""
+
     text: str
     quoted: bool
 

@@ -30,6 +30,8 @@ REQUIRED = ("SLACK_SIGNING_SECRET", "SLACK_BOT_TOKEN")
 
 @dataclass(frozen=True)
 class SlackSettings:
+    """The Slack front door's secrets and the Web API's address (see the module)."""
+
     signing_secret: str = field(repr=False)
     bot_token: str = field(repr=False)
     api_url: str = DEFAULT_API_URL

@@ -85,9 +85,11 @@ class SlackClient:
         return str(got["ts"])
 
     def update(self, channel: str, ts: str, message: Message) -> None:
+        """Replace the message ``ts`` in place."""
         self._call("chat.update", channel=channel, ts=ts, **message.payload())
 
     def delete(self, channel: str, ts: str) -> None:
+        """Remove the app's own message ``ts``."""
         self._call("chat.delete", channel=channel, ts=ts)
 
     def ephemeral(self, channel: str, user: str, message: Message) -> None:
@@ -95,6 +97,7 @@ class SlackClient:
         self._call("chat.postEphemeral", channel=channel, user=user, **message.payload())
 
     def open_view(self, trigger_id: str, view: dict[str, Any]) -> None:
+        """Open a modal for the person whose interaction gave ``trigger_id`` (3 s)."""
         self._call("views.open", trigger_id=trigger_id, view=view)
 
     def user_email(self, user: str) -> str | None:

@@ -131,9 +131,11 @@ class RunWatcher:
     # -- lifecycle ---------------------------------------------------------------------
 
     def start(self) -> None:
+        """Start watching, in a thread of its own."""
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop after the current look (what was posted is remembered)."""
         self._stop.set()
         self._wake.set()
         if self._thread.is_alive():
