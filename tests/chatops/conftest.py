@@ -1,11 +1,11 @@
 """A running ``slipstream serve`` with Slack on, a fake Slack it talks to, and people.
 
 One server per test module (a real subprocess on a free loopback port, the way
-tests/webhooks/test_resident.py starts it), with users made through the real CLI:
+tests/webhooks/test_resident.py starts it), and these users in its service home:
 
 - alice (``T1:UALICE``): deploy and approve on every deployment;
 - bob (``T1:UBOB``): deploy only;
-- dave: not linked, but his Slack profile's e-mail address is his SlipStream user's;
+- dave (view only): not linked, but his Slack profile's e-mail address is his user's;
 - ``T1:UNOBODY``: nobody.
 
 The recipe root (the server's default: the service home's parent) holds ``quick``, a
