@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/compile.py
 	$(BIN)/python bench/coordination.py
 	$(BIN)/python bench/deploy.py
+	$(BIN)/python bench/slack.py
 
 clean:
 	rm -rf $(VENV) .slipstream out .pytest_cache .mypy_cache .ruff_cache

@@ -155,6 +155,22 @@ class Service:
             self.start(run_id)
         return run_id
 
+    def check(
+        self,
+        actor: Actor,
+        ref: str | Path,
+        overrides: Overrides | None = None,
+        root: Path | None = None,
+    ) -> str:
+        """Load and check a deployment with its overrides as :meth:`deploy` would, storing
+        nothing: its name, or RecipeInvalid with every problem (a front door asks before it
+        announces a run)."""
+        from engine.recipes.loader import RecipeLoader
+
+        return (
+            RecipeLoader(root, self.clouds()).deployment(ref, overrides, require_values=True).name
+        )
+
     def deploy_bundle(
         self,
         actor: Actor,
@@ -306,6 +322,14 @@ class Service:
         until a page comes back shorter than ``limit``."""
         self.run_for(actor, run_id)
         return self.store.events(run_id, after, limit)
+
+    def waiting(self, actor: Actor, run_id: str) -> dict[str, list[str]]:
+        """Instances that have not voted in the run's current state yet → the keys each is
+        blocked on right now (as this process serves them): who holds a run back."""
+        run = self.run_for(actor, run_id)
+        missing = self.coordinator.expected(run_id) - self.coordinator.voters(run_id, run.state)
+        waits = self.hub.waits_of(run_id)
+        return {name: waits.get(name, []) for name in sorted(missing)}
 
     def params(self, actor: Actor, run_id: str) -> dict[str, str]:
         from engine.compile.runspec import sensitive_keys

@@ -1,9 +1,10 @@
 """The HTTP server's app factory: ``create_app(home, coordinator, service=None)``.
 
 An ASGI (Starlette) app: the agent API's asynchronous routes and ``/healthz`` always; with
-a resident ``service``, the REST API (``/api/v1``) beside them. Flask apps (the REST API,
-later Slack's Bolt adapter) are mounted through a WSGI bridge, so one process and one
-port serve everything.
+a resident ``service``, the REST API (``/api/v1``) beside them, and with ``slack`` (the
+WSGI app of :class:`chatops.app.SlackFrontDoor`) Slack's endpoint at ``/slack/events``.
+Flask apps (the REST API, Slack's Bolt adapter) are mounted through a WSGI bridge, so one
+process and one port serve everything.
 
 Example:
     >>> from starlette.testclient import TestClient  # doctest: +SKIP
@@ -50,13 +51,20 @@ def refusal_body(request: Request, code: str, message: str) -> dict[str, Any]:
     return {"error": message}
 
 
-def create_app(home: Path, coordinator: Coordinator, service: Service | None = None) -> Starlette:
+def create_app(
+    home: Path, coordinator: Coordinator, service: Service | None = None, *, slack: Any = None
+) -> Starlette:
     """The app serving the agent API for the runs of ``coordinator``'s store, and with a
-    resident ``service`` its REST API."""
+    resident ``service`` its REST API (and ``slack``'s endpoint when given)."""
     routes: list[BaseRoute] = [
         Route("/healthz", healthz, methods=["GET"]),
         *AgentAPI(home, coordinator).routes(),
     ]
+    if slack is not None:
+        from a2wsgi import WSGIMiddleware
+
+        bridge: Any = WSGIMiddleware(slack, workers=16)
+        routes.append(Mount("/slack", app=bridge))
     if service is not None:
         routes.extend(rest_routes(service))
     return Starlette(routes=routes, exception_handlers={404: not_found, 405: not_allowed})

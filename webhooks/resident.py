@@ -1,10 +1,12 @@
 """The resident service: ``slipstream serve``'s server, jobs and run take-over, wired.
 
-One process: the HTTP server (agent API, REST API, and later Git webhooks and Slack) on a
-TCP port (HTTPS when it faces other machines) and on a Unix socket for agents on this host;
-a job runner that drives runs; and a sweep that takes over every live run nobody else
-drives (after a restart, or when an embedded ``slipstream deploy`` has exited), so runs
-outlive any client and their agents always find a server.
+One process: the HTTP server (agent API, REST API, Slack's endpoint when
+``SLACK_SIGNING_SECRET`` and ``SLACK_BOT_TOKEN`` are set, and later Git webhooks) on a TCP
+port (HTTPS when it faces other machines) and on a Unix socket for agents on this host; a
+job runner that drives runs; a sweep that takes over every live run nobody else drives
+(after a restart, or when an embedded ``slipstream deploy`` has exited), so runs outlive
+any client and their agents always find a server; and with Slack, the watcher that posts
+runs' progress there.
 
 Example (not run: it serves until stopped)::
 
@@ -22,17 +24,21 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import yaml
 
+from chatops.settings import SlackSettings
 from engine.runs.endpoints import Endpoints
 from engine.runs.jobs import JobRunner
 from engine.service import Service
 from webhooks.app import create_app
 from webhooks.server import HttpServer, Tls
 from webhooks.tls import ensure_certificate, fingerprint
+
+if TYPE_CHECKING:
+    from chatops.app import SlackFrontDoor
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +63,8 @@ class ServeSettings:
     key: Path | None = None
     workers: int = 4
     stop_grace_s: float = 30.0
+    # Where chat front doors look recipes up by name (None: the service home's parent).
+    recipe_root: Path | None = None
 
     @classmethod
     def load(cls, home: Path, **flags: Any) -> ServeSettings:
@@ -91,6 +99,7 @@ class ServeSettings:
             key=Path(found["key"]) if found.get("key") else None,
             workers=int(found.get("workers", cls.workers)),
             stop_grace_s=float(found.get("stop_grace_s", cls.stop_grace_s)),
+            recipe_root=Path(found["recipe_root"]) if found.get("recipe_root") else None,
         )
         if settings.tls not in ("auto", "on", "off"):
             raise ValueError(f"tls must be auto, on or off, not `{settings.tls}`")
@@ -114,6 +123,7 @@ class ResidentService:
         self.jobs = JobRunner(settings.workers)
         self.service = Service(home, self._endpoints, jobs=self.jobs)
         self.server: HttpServer | None = None
+        self.slack: SlackFrontDoor | None = None
         self.endpoints = Endpoints("", "")
         self._stopping = threading.Event()
         self._sweeper = threading.Thread(target=self._sweep, name="take-over", daemon=True)
@@ -136,7 +146,14 @@ class ResidentService:
                     self.home, [h for h in hosts if h not in ("0.0.0.0", "::")]
                 )
         coordinator = self.service.coordinator
-        app = create_app(self.home, coordinator, service=self.service)
+        slack = SlackSettings.from_env()
+        if slack is not None:
+            from chatops.app import SlackFrontDoor
+
+            root = settings.recipe_root or self.home.resolve().parent
+            self.slack = SlackFrontDoor(self.service, slack, lambda: [root], self.home)
+        wsgi = self.slack.wsgi if self.slack is not None else None
+        app = create_app(self.home, coordinator, service=self.service, slack=wsgi)
         self.server = HttpServer(
             app,
             unix=self.home.resolve() / "sockets" / f"{os.getpid()}.sock",
@@ -153,6 +170,8 @@ class ResidentService:
         if taken:
             log.info("took over %d run(s): %s", len(taken), ", ".join(taken))
         self._sweeper.start()
+        if self.slack is not None:
+            self.slack.start()
         return self
 
     @property
@@ -160,6 +179,17 @@ class ResidentService:
         """Where clients (the CLI, people) reach the service."""
         assert self.server is not None
         return self.server.tcp_url
+
+    @property
+    def slack_status(self) -> str:
+        """Where Slack reaches the service, or why it does not.
+
+        Example: ``Slack at https://ops.example:8780/slack/events``, or ``Slack off (set
+        SLACK_BOT_TOKEN)``.
+        """
+        if self.slack is None:
+            return f"Slack off (set {' and '.join(SlackSettings.missing())})"
+        return f"Slack at {(self.settings.public_url or self.url).rstrip('/')}/slack/events"
 
     def _sweep(self) -> None:
         while not self._stopping.wait(SWEEP_S):
@@ -173,6 +203,8 @@ class ResidentService:
         cleanly and its state kept); then the server closes. Returns the runs left to
         resume at the next start."""
         self._stopping.set()
+        if self.slack is not None:
+            self.slack.stop()
         manager = self.service.manager()
         manager.stop()
         unfinished = self.jobs.stop(self.settings.stop_grace_s)

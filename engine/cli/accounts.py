@@ -3,6 +3,7 @@ host (the person who owns the service home is its administrator).
 
 Example:
     $ slipstream user add alice
+    $ slipstream user link alice --slack T0123ABCD:U0456EFGH
     $ slipstream token create --user alice --expires 30d     # printed once
     $ slipstream right grant alice deploy webapp
 """
@@ -53,6 +54,39 @@ def user_add(
     service = _service()
     _run("user add", lambda: service.access.add_user(service.local_actor(), name, admin, email))
     typer.echo(f"user {name} added" + (" (admin)" if admin else ""))
+
+
+@users.command("link")
+def user_link(
+    name: str,
+    slack: Annotated[
+        str,
+        typer.Option(
+            "--slack",
+            help="TEAM:USER, the Slack workspace and member ids (profile → ⋮ → Copy member ID)",
+        ),
+    ],
+) -> None:
+    """Link a user to their Slack identity: `/slipstream` then acts as NAME."""
+    import re
+
+    if not re.fullmatch(r"[A-Z0-9]{2,32}:[A-Z0-9]{2,32}", slack):
+        typer.echo(
+            f"usage: --slack {slack}: expected TEAM:USER such as T0123ABCD:U0456EFGH", err=True
+        )
+        raise typer.Exit(2)
+    service = _service()
+
+    def link() -> None:
+        service.local_actor().require_admin()
+        if service.accounts.user(name) is None:
+            from engine.errors import NotFound
+
+            raise NotFound(f"unknown user `{name}`")
+        service.accounts.link("slack", slack, name)
+
+    _run("user link", link)
+    typer.echo(f"Slack user {slack} acts as {name}")
 
 
 @users.command("list")

@@ -1,9 +1,10 @@
 """``slipstream serve``: the resident service (DESIGN sections 8 and 9).
 
 It serves agents (on a Unix socket for this host's, over HTTPS for other machines), the REST
-API, and drives runs as jobs, so runs outlive any client. SIGTERM (or Ctrl-C) stops it
-gracefully: no new job, running Terraform interrupted cleanly with its state kept, and
-whatever was on its way resumes at the next start.
+API, Slack's endpoint (``/slack/events``, when ``SLACK_SIGNING_SECRET`` and
+``SLACK_BOT_TOKEN`` are set), and drives runs as jobs, so runs outlive any client. SIGTERM
+(or Ctrl-C) stops it gracefully: no new job, running Terraform interrupted cleanly with its
+state kept, and whatever was on its way resumes at the next start.
 
 Example:
     $ slipstream serve --host 0.0.0.0 --port 8780 --public-url https://slipstream.example:8780
@@ -64,7 +65,11 @@ def serve(
     except OSError as err:
         typer.echo(f"serve: cannot listen on {settings.host}:{settings.port}: {err}", err=True)
         raise typer.Exit(1) from err
-    typer.echo(f"serving {resident.url} (agents elsewhere: {resident.endpoints.remote})", err=True)
+    typer.echo(
+        f"serving {resident.url} (agents elsewhere: {resident.endpoints.remote};"
+        f" {resident.slack_status})",
+        err=True,
+    )
     if resident.endpoints.fingerprint:
         typer.echo(f"certificate {resident.endpoints.fingerprint}", err=True)
     stopping.wait()

@@ -63,6 +63,12 @@ class RecipeFinder:
                 return index[name]
         return []
 
+    def names(self) -> list[str]:
+        """Every recipe name found below any search root, sorted (for suggestions)."""
+        if self._index is None:
+            self._index = self._build()
+        return sorted({name for index in self._index for name in index})
+
     def find(self, name: str) -> Path | None:
         """The first candidate for ``name`` (the loader checks kind and name)."""
         found = self.candidates(name)
