@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean bwrap
+.PHONY: demo test lint bench clean tools
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,18 +15,25 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)  ## the main job: deploy the load-balanced web app on the local cloud
 	$(BIN)/slipstream deploy webapp
 
-test: $(STAMP) bwrap  ## every test, with real Terraform and real processes
+test: $(STAMP) tools  ## every test, with real Terraform and real processes
 	$(BIN)/python -m pytest
 
-# bubblewrap isolates `local` instances (README: Isolation on the local cloud) and the
-# tests check that it does: installed when missing, where we are root with apt-get.
-bwrap:
-	@command -v bwrap >/dev/null 2>&1 || { \
+# System tools the tests use, installed when missing where we are root with apt-get:
+# bubblewrap isolates `local` instances (README: Isolation on the local cloud) and the tests
+# check that it does; the ssh cloud's end-to-end test makes its hosts with iproute2 (network
+# namespaces) and Debian's sshd.
+tools:
+	@missing=""; \
+	command -v bwrap >/dev/null 2>&1 || missing="$$missing bubblewrap"; \
+	command -v ip >/dev/null 2>&1 || missing="$$missing iproute2"; \
+	test -x /usr/sbin/sshd || missing="$$missing openssh-server"; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    apt-get update -qq && apt-get install -y -qq bubblewrap; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	  else \
-	    echo "bwrap is missing: install bubblewrap (apt-get install bubblewrap)" >&2; \
-	  fi; }
+	    echo "missing:$$missing (apt-get install$$missing)" >&2; \
+	  fi; \
+	fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

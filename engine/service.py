@@ -36,6 +36,8 @@ from engine.store.runstore import Event, RunFilter, RunRecord, RunStore
 # Recipes (PyYAML, jsonschema), the compiler, the run manager and Terraform are imported by
 # the calls that need them: listing runs must not pay for deploying them (a CLI start).
 if TYPE_CHECKING:
+    from engine.inventory.inventory import Inventory
+    from engine.inventory.model import CloudReport, Finding
     from engine.recipes.clouds import CloudsConfig
     from engine.recipes.overrides import Overrides
     from engine.runs.endpoints import Endpoints
@@ -337,6 +339,69 @@ class Service:
 
         self.run_for(actor, run_id)
         return masked_params(self.store, run_id, sensitive_keys(self.coordinator.spec(run_id)))
+
+    # -- inventory and drift ------------------------------------------------------------
+
+    def inventory(
+        self, actor: Actor, cloud: str | None = None, *, drift: bool = False
+    ) -> list[CloudReport]:
+        """Per cloud, the instances labelled with this service against the runs' states:
+        orphans, ghosts, and drift of ``local`` instances (``drift``: also Terraform's
+        refresh of every live run's roots). Administrators only: it reads every run.
+
+        Example: ``service.inventory(admin, "aws-eu")[0].findings`` lists the orphans and
+        ghosts of cloud ``aws-eu`` (see :mod:`engine.inventory`).
+        """
+        from engine.inventory.drift import DriftChecker
+
+        self._admin(actor)
+        checker = DriftChecker(self.home, self.store, self.manager().terraform) if drift else None
+        return self._inventory().take(cloud, checker)
+
+    def delete_orphans(self, actor: Actor, orphans: list[Finding]) -> list[Finding]:
+        """Remove orphans an inventory found (those of runs this service knows; the front
+        door has asked for confirmation); each removal is an event of its run."""
+        self._admin(actor)
+        inventory = self._inventory()
+        removed = []
+        for cloud in sorted({f.cloud for f in orphans}):
+            removed += inventory.delete(cloud, [f for f in orphans if f.cloud == cloud])
+        for f in removed:
+            if self.store.get_run(f.run_id) is not None:
+                what = f"orphan {f.instance} ({f.id})" if f.id else f"orphan {f.instance}"
+                message = f"{f.cloud}: {what} deleted by {actor.name}"
+                self.store.add_event(f.run_id, "inventory", message, f.to_json())
+        return removed
+
+    def drift(self, actor: Actor, run_id: str) -> list[Finding]:
+        """Check a run at rest for drift (Terraform's refresh of its roots; on ``local``,
+        instances whose process died), record each finding as a ``drift`` event of the
+        run, and return them. Conflict while the run is being changed.
+
+        Example: ``service.drift(actor, "0f3a…")`` → ``[Finding(kind='drift', cloud='local',
+        instance='web.1', message='its process died: …')]``.
+        """
+        from engine.inventory.drift import DriftChecker
+        from engine.inventory.inventory import BUSY
+
+        run = self.run_for(actor, run_id, "deploy")
+        if run.state in BUSY:
+            raise Conflict(f"run `{run_id}` is {run.state}: drift is checked on a run at rest")
+        findings = DriftChecker(self.home, self.store, self.manager().terraform).check(run)
+        for f in findings:
+            who = " ".join(x for x in (f.instance, f.id and f"({f.id})") if x)
+            message = f"{f.cloud}: {who}: {f.message}" if who else f"{f.cloud}: {f.message}"
+            self.store.add_event(run_id, "drift", message, f.to_json())
+        return findings
+
+    def _inventory(self) -> Inventory:
+        from engine.inventory.inventory import Inventory
+
+        return Inventory(self.home, self.store, self.clouds())
+
+    def _admin(self, actor: Actor) -> None:
+        if not actor.admin:
+            raise AccessDenied(actor.name, "admin", "*")
 
     # -- the resident service ---------------------------------------------------------
 

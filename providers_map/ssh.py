@@ -4,7 +4,8 @@ Only Terraform's built-ins: one ``terraform_data`` per instance, reached with th
 and ``remote-exec`` provisioners. Hosts are handed out in pool order, node after node;
 a deployment that needs more hosts than the pool holds is refused before Terraform runs.
 Connection details are copied into ``input`` because destroy-time provisioners may only
-read ``self``.
+read ``self``. ``connect_timeout`` bounds how long Terraform keeps trying a host that does
+not answer or refuses the key (its default is five minutes); its error names the host.
 
 Example:
     >>> MAPPING.settings_schema["required"]
@@ -58,14 +59,17 @@ HOST_SCHEMA: dict[str, Any] = {
 REMOTE_HOME = ".slipstream"
 
 
-def _connection() -> dict[str, str]:
-    return {
+def _connection(timeout: str | None) -> dict[str, str]:
+    connection = {
         "type": "ssh",
         "host": "${self.input.host.address}",
         "user": "${self.input.host.user}",
         "port": "${self.input.host.port}",
         "private_key": "${file(pathexpand(self.input.host.key_file))}",
     }
+    if timeout:
+        connection["timeout"] = timeout
+    return connection
 
 
 class SshMapping(CloudMapping):
@@ -84,14 +88,22 @@ class SshMapping(CloudMapping):
             "hosts": {"type": "array", "items": HOST_SCHEMA, "minItems": 1},
             "user": {"type": "string", "description": "default user for hosts without one"},
             "key_file": {"type": "string", "description": "default private key file"},
+            "connect_timeout": {
+                "type": "string",
+                "pattern": r"^[1-9][0-9]{0,4}[smh]$",
+                "description": "how long to keep trying to reach a host (Terraform's default: 5m)",
+            },
         },
     }
 
     def check(self, root: CloudRoot) -> list[str]:
         needed = sum(len(p.indices) for p in root.placements)
-        pool = len(root.settings.get("hosts", []))
-        if needed > pool:
-            return [f"{needed} instance(s) need a host each, the pool has {pool}"]
+        pool = [str(h.get("address")) for h in root.settings.get("hosts", [])]
+        if needed > len(pool):
+            return [
+                f"{needed} instance(s) need a host each, the pool has {len(pool)} "
+                f"({', '.join(pool)}): add hosts to it or ask for fewer instances"
+            ]
         return []
 
     def render(self, root: CloudRoot) -> dict[str, Any]:
@@ -143,7 +155,7 @@ class SshMapping(CloudMapping):
                 "packages": [escape(x) for x in p.packages],
                 "host": "${each.value.host}",
             },
-            "connection": _connection(),
+            "connection": _connection(root.settings.get("connect_timeout")),
             "provisioner": [
                 {"remote-exec": {"inline": [f"mkdir -p -m 700 {workdir}"]}},
                 {"file": {"source": "${var.agent_path}", "destination": f"{workdir}/agent.py"}},
@@ -164,8 +176,12 @@ class SshMapping(CloudMapping):
                     "remote-exec": {
                         "inline": [
                             f"chmod 600 {workdir}/agent.env",
-                            f"cd {workdir} && nohup setsid python3 agent.py run "
-                            "--env-file agent.env > agent.log 2>&1 < /dev/null &",
+                            # Terraform's session has a terminal, whose hang-up at the
+                            # end of this script kills any job it left in the background:
+                            # the agent ignores SIGHUP and forks into a session of its own
+                            # (setsid -f) before the script ends.
+                            f"cd {workdir} && nohup setsid -f python3 agent.py run "
+                            "--env-file agent.env > agent.log 2>&1 < /dev/null",
                         ]
                     }
                 },
@@ -173,9 +189,13 @@ class SshMapping(CloudMapping):
                     "remote-exec": {
                         "when": "destroy",
                         "inline": [
-                            f"if [ -f {workdir}/agent.py ]; then python3 {workdir}/agent.py "
-                            f"stop --env-file {workdir}/agent.env || true; fi",
+                            # `stop` finds the agent's pid file in its working folder.
+                            f"if [ -f {workdir}/agent.py ]; then (cd {workdir} && python3 "
+                            "agent.py stop --env-file agent.env) || true; fi",
                             f"rm -rf {workdir}",
+                            # The run's folder (and ours) go with the last instance on the host.
+                            f"rmdir {REMOTE_HOME}/${{self.input.run_id}} {REMOTE_HOME} "
+                            "2>/dev/null || true",
                         ],
                     }
                 },

@@ -1,8 +1,8 @@
 """The house rules of the code's structure, checked from the source (DESIGN section 2).
 
 - A package imports only packages below it: base ← recipes ← compile; terraform, store ←
-  coordination; all of those ← runs ← service ← cli. ``providers_map`` is pure and imports
-  nothing of the engine; the front doors import the engine but never its CLI.
+  coordination; all of those ← runs ← inventory ← service ← cli. ``providers_map`` is pure
+  and imports nothing of the engine; the front doors import the engine but never its CLI.
 - ``engine/`` imports no web, Slack or widget framework (the CLI reaches the HTTP server
   only through ``webhooks``).
 - No module imports another in a circle, counting imports inside functions and
@@ -32,7 +32,11 @@ ENGINE_BELOW_SERVICE = BASE | {
     "engine.runs",
 }
 SHARED = {"providers_map", "templates"}
-ENGINE_FOR_FRONT_DOORS = ENGINE_BELOW_SERVICE | {"engine.access", "engine.service"} | SHARED
+# Between runs and the service: compares clouds with the runs' states.
+INVENTORY = "engine.inventory"
+ENGINE_FOR_FRONT_DOORS = (
+    ENGINE_BELOW_SERVICE | {"engine.access", INVENTORY, "engine.service"} | SHARED
+)
 # What each unit may import besides itself; the longest matching prefix decides.
 ALLOWED: dict[str, set[str]] = {
     "engine.errors": set(),
@@ -48,7 +52,8 @@ ALLOWED: dict[str, set[str]] = {
     "engine.coordination": BASE | {"engine.store"},
     "engine.runs": ENGINE_BELOW_SERVICE | SHARED,
     "engine.access": BASE | {"engine.store"},
-    "engine.service": ENGINE_BELOW_SERVICE | SHARED | {"engine.access"},
+    INVENTORY: ENGINE_BELOW_SERVICE | SHARED,
+    "engine.service": ENGINE_BELOW_SERVICE | SHARED | {"engine.access", INVENTORY},
     "engine.cli": ENGINE_FOR_FRONT_DOORS | {"webhooks", "chatops"},
     "engine": ENGINE_FOR_FRONT_DOORS,  # modules at the top of engine/ other than the base
     "webhooks": ENGINE_FOR_FRONT_DOORS | {"chatops"},

@@ -23,7 +23,7 @@ from typing import Any
 import typer
 from typer.core import TyperCommand, TyperGroup
 
-from engine.cli import accounts, inspection, recipes, runs, serve
+from engine.cli import accounts, inspection, inventory, recipes, runs, serve
 from engine.cli.output import printable
 from engine.errors import SlipstreamError, StoreError
 
@@ -66,6 +66,7 @@ COMMANDS: list[tuple[str, Callable[..., None]]] = [  # in this order in --help
     ("list", inspection.list_cmd),
     ("params", inspection.params),
     ("logs", inspection.logs),
+    ("inventory", inventory.inventory),
     ("schema", recipes.schema),
     ("serve", serve.serve),
 ]

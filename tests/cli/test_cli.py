@@ -97,7 +97,10 @@ def test_compile_exhausted_pool_is_a_clear_error(tmp_path: Path) -> None:
         ],
     )
     assert result.exit_code == 1
-    assert "cloud `rack`: 9 instance(s) need a host each, the pool has 5" in result.stderr
+    assert (
+        "cloud `rack`: 9 instance(s) need a host each, the pool has 5 (192.0.2.11, 192.0.2.12, "
+        "192.0.2.13, 192.0.2.14, 192.0.2.15)" in result.stderr
+    )
     assert not (tmp_path / "o").exists()
 
 
