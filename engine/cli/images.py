@@ -16,7 +16,7 @@ from typing import Annotated
 
 import typer
 
-from engine.cli.options import JsonOpt, RootOpt, user
+from engine.cli.options import CloudsOpt, JsonOpt, RootOpt, deployment_root, user
 from engine.cli.output import fail, print_json, printable
 
 BuildCloudOpt = Annotated[
@@ -28,6 +28,7 @@ def build(
     component: Annotated[str, typer.Argument(help="the component to bake into an image")],
     cloud: BuildCloudOpt,
     root: RootOpt = None,
+    clouds: CloudsOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Build COMPONENT's image on every --cloud in parallel (install steps of its chain,
@@ -35,13 +36,14 @@ def build(
     from engine.cli.runs import driving_service
     from engine.errors import CloudError, RecipeInvalid
 
-    service = driving_service()
+    service = driving_service(clouds)
 
     def on_run(name: str, run_id: str) -> None:
         typer.echo(f"{name}: building `{component}` in run {run_id}", err=True)
 
     try:
-        outcomes = service.build(service.local_actor(user()), component, cloud, root, on_run)
+        base, _ = deployment_root(component, root)
+        outcomes = service.build(service.local_actor(user()), component, cloud, base, on_run)
     except RecipeInvalid as err:
         service.close()
         fail(err.problems, as_json, "build")
@@ -80,7 +82,7 @@ def images(
     from engine.service import Service
 
     service = Service(service_home(), None)
-    rows = service.images(service.local_actor(user()), component, root)
+    rows = service.images(service.local_actor(user()), component, deployment_root("", root)[0])
     if as_json:
         print_json({"images": rows})
         return
