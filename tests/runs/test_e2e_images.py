@@ -155,3 +155,19 @@ def test_build_reuse_deploy_from_image_and_stale_after_edit(tmp_path: Path) -> N
     usage = json_of(home, "usage", "--user", "tester")["usage"]
     assert [(u["cloud"], u["size"]) for u in usage] == [("local", "small")]
     assert usage[0]["instances"] == 3 and usage[0]["hours"] > 0
+
+
+def test_a_failed_build_records_nothing_and_destroys_its_machine(tmp_path: Path) -> None:
+    from tests.e2e import marked_processes
+
+    home, root = tmp_path / "home", tmp_path / "recipes"
+    write_root(root, post_install_extra="echo broken >&2; exit 7")
+    done = cli(home, "build", "baked", "--cloud", "local", "--root", str(root), "--json")
+    assert done.returncode == 1, done.stderr
+    (outcome,) = json.loads(done.stdout)["builds"]
+    assert outcome["error"] and not outcome["image"]
+    status = json_of(home, "status", outcome["run"])
+    assert status["state"] in ("Aborted", "Done")
+    assert not (home / "runs" / outcome["run"] / "sandboxes").exists()
+    assert marked_processes(outcome["run"]) == []
+    assert json_of(home, "images")["images"] == []
