@@ -19,6 +19,21 @@ import typer
 from engine.cli.options import CloudsOpt, JsonOpt, RootOpt, deployment_root, user
 from engine.cli.output import fail, print_json, printable
 
+
+def embedded_only(command: str) -> None:
+    """Exit 2 when this shell acts through a resident service (``SLIPSTREAM_URL``): the
+    command works on the service home of this host only, for now."""
+    import os
+
+    if os.environ.get("SLIPSTREAM_URL") or os.environ.get("SLIPSTREAM_TOKEN"):
+        typer.echo(
+            f"usage: {command}: not available as a client of a service yet; run it on the"
+            " service's host (unset SLIPSTREAM_URL and SLIPSTREAM_TOKEN)",
+            err=True,
+        )
+        raise typer.Exit(2)
+
+
 BuildCloudOpt = Annotated[
     list[str], typer.Option("--cloud", help="a cloud to build on (repeat for several)")
 ]
@@ -36,6 +51,7 @@ def build(
     from engine.cli.runs import driving_service
     from engine.errors import CloudError, RecipeInvalid
 
+    embedded_only("build")
     service = driving_service(clouds)
 
     def on_run(name: str, run_id: str) -> None:

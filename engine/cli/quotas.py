@@ -49,9 +49,11 @@ def parse_limits(pairs: list[str]) -> dict[str, float | int | None]:
     return found
 
 
-def _service() -> Service:
+def _service(command: str) -> Service:
+    from engine.cli.images import embedded_only
     from engine.service import Service
 
+    embedded_only(command)
     return Service(service_home(), None)
 
 
@@ -69,7 +71,7 @@ def quota_set(
     except ValueError as err:
         typer.echo(f"usage: quota set: {err}", err=True)
         raise typer.Exit(2) from err
-    service = _service()
+    service = _service("quota set")
     try:
         service.set_quota(
             service.local_actor(user()),
@@ -92,7 +94,7 @@ def quota_show(
     as_json: JsonOpt = False,
 ) -> None:
     """Quotas (of USER, with everyone's defaults) and what each user holds now."""
-    service = _service()
+    service = _service("quota show")
     rows = service.quotas(service.local_actor(user()), who)
     if as_json:
         print_json({"quotas": rows})
@@ -140,7 +142,7 @@ def usage(
     except ValueError as err:
         typer.echo(f"usage: --since {since}: expected a date such as 2026-12-01", err=True)
         raise typer.Exit(2) from err
-    service = _service()
+    service = _service("usage")
     rows = service.usage(service.local_actor(user()), who, since_at)
     if as_json:
         print_json({"since": since_at, "usage": rows})
