@@ -2,8 +2,8 @@
 the local cloud. The component's ``post_install`` sleeps ``SLEEP`` seconds (default 3);
 ``slipstream build`` bakes it once, then each round deploys it from the image and deploys
 a copy under another name (same steps but for a comment naming it, so another content
-hash and no image: components with identical install steps share images), destroying both. Prints per-round
-figures, medians, and where the deploy's time goes (from the run's events).
+hash and no image: components with identical install steps share images), destroying
+both. Prints per-round figures and medians.
 
 Run: ``python bench/images.py [rounds]`` (default 2; each round is two real deployments).
 """
@@ -84,7 +84,8 @@ def main() -> None:
             without.append(b)
             print(f"round {i + 1}: from image {a:.2f}s, with install steps {b:.2f}s")
         print(f"host: {platform.node()} ({os.cpu_count()} cpus), post_install sleeps {SLEEP:g}s")
-        print(f"build: {build_s:.2f}s (image {built['size_bytes']} bytes); no-op build {noop_s:.2f}s")
+        size = built["size_bytes"]
+        print(f"build: {build_s:.2f}s (image {size} bytes); no-op build {noop_s:.2f}s")
         print(
             f"deploy median: from image {statistics.median(with_image):.2f}s, "
             f"with install steps {statistics.median(without):.2f}s, "
