@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from engine.access import Access, Actor
 from engine.coordination.coordinator import Coordinator
 from engine.coordination.hub import Hub
-from engine.errors import AccessDenied, Conflict, NotFound, RecipeInvalid
+from engine.errors import AccessDenied, CloudError, Conflict, NotFound, RecipeInvalid
 from engine.files import private_home
 from engine.store.accounts import Accounts
 from engine.store.runstore import Event, RunFilter, RunRecord, RunStore
@@ -552,7 +552,18 @@ class Service:
         found = loader.component(component, Mark(component, 0, 0))
         if found is None or loader.problems:
             raise RecipeInvalid(loader.problems or [Problem(Mark(component, 0, 0), "not loaded")])
-        factory = ImageFactory(self.manager(), ImageStore(self.store))
+        from engine.runs.imagefactory import refusals
+        from engine.runs.quotas import Amount, Quotas
+
+        problems = refusals(found, clouds, config)
+        if problems:
+            raise CloudError("\n".join(f"build: {p}" for p in problems))
+        images = ImageStore(self.store)
+        machine = Amount(1, found.size.cpu, found.size.ram_gb)
+        for cloud in clouds:  # a build machine counts like any instance of its builder
+            if images.current(found.content_hash, cloud) is None:
+                Quotas(self.store).check(actor.name, cloud, machine)
+        factory = ImageFactory(self.manager(), images)
         return factory.build(found, clouds, config, actor.name, on_run)
 
     def images(

@@ -50,6 +50,7 @@ def build(
     parent first), or reuse the current one; the build machines are always destroyed."""
     from engine.cli.runs import driving_service
     from engine.errors import CloudError, RecipeInvalid
+    from engine.runs.quotas import QuotaExceeded
 
     embedded_only("build")
     service = driving_service(clouds)
@@ -63,9 +64,9 @@ def build(
     except RecipeInvalid as err:
         service.close()
         fail(err.problems, as_json, "build")
-    except CloudError as err:
+    except (CloudError, QuotaExceeded) as err:
         service.close()
-        typer.echo(str(err), err=True)
+        typer.echo(str(err) if isinstance(err, CloudError) else f"build: {err}", err=True)
         raise typer.Exit(1) from err
     service.close()
     if as_json:

@@ -138,3 +138,14 @@ def test_usage_of_others_needs_admin(service: Service) -> None:
     with pytest.raises(AccessDenied):
         service.usage(Actor("eve"), "alice")
     assert service.usage(Actor("eve")) == []
+
+
+def test_a_build_machine_counts_against_the_quota(service: Service) -> None:
+    root = service.home.parent / "recipes"
+    (root / "tooled.yaml").write_text(
+        "kind: component\nname: tooled\nimage: box\nscripts:\n  post_install: echo hi\n"
+    )
+    service.set_quota(service.local_actor("root"), "gina", "local", ram_gb=2)
+    with pytest.raises(QuotaExceeded, match=r"`local ram` exceeded \(quota 2, current 0, req"):
+        service.build(service.local_actor("gina"), "tooled", ["local"], root)
+    assert not (service.home / "runs").exists()
