@@ -104,9 +104,16 @@ def test_ssh_cannot_build_and_nothing_starts(tmp_path: Path) -> None:
 def test_build_reuse_deploy_from_image_and_stale_after_edit(tmp_path: Path) -> None:
     home, root = tmp_path / "home", tmp_path / "recipes"
     write_root(root)
+    home.mkdir(mode=0o700)
+    (home / "clouds.yaml").write_text("clouds:\n  lab: {type: local}\n", encoding="utf-8")
 
-    built = json_of(home, "build", "baked", "--cloud", "local", "--root", str(root))["builds"]
-    assert len(built) == 1 and not built[0]["error"], built
+    # Two clouds in one command, built in parallel (each its own build run and image).
+    built = json_of(
+        home, "build", "baked", "--cloud", "local", "--cloud", "lab", "--root", str(root)
+    )["builds"]
+    assert [b["cloud"] for b in built] == ["local", "lab"]
+    assert all(not b["error"] and not b["reused"] for b in built), built
+    assert built[0]["run"] != built[1]["run"] and built[0]["image"] != built[1]["image"]
     first = built[0]
     assert first["image"].startswith("sha256:") and not first["reused"]
     build_run = first["run"]
@@ -116,13 +123,13 @@ def test_build_reuse_deploy_from_image_and_stale_after_edit(tmp_path: Path) -> N
 
     again = cli(home, "build", "baked", "--cloud", "local", "--root", str(root), check=True)
     assert f"reusing image {first['image']}" in again.stdout
-    assert len(runs_of(home)) == 1  # the no-op started nothing
+    assert len(runs_of(home)) == 2  # the no-op started nothing
 
     listed = json_of(home, "images", "--component", "baked", "--root", str(root))["images"]
-    assert [(i["cloud"], i["image"], i["current"]) for i in listed] == [
-        ("local", first["image"], True)
-    ]
-    assert listed[0]["size_bytes"] > 0
+    assert sorted((i["cloud"], i["image"], i["current"]) for i in listed) == sorted(
+        [("local", first["image"], True), ("lab", built[1]["image"], True)]
+    )
+    assert all(i["size_bytes"] > 0 for i in listed)
 
     # A single-component run on the image: the install steps do not run here.
     doc, from_image_s = deploy(home, root, "--input", "greeting=bonjour")
@@ -140,7 +147,7 @@ def test_build_reuse_deploy_from_image_and_stale_after_edit(tmp_path: Path) -> N
     # Editing post_install changes the hash: the image is stale, install steps run again.
     write_root(root, post_install_extra="echo edited >> notes")
     listed = json_of(home, "images", "--component", "baked", "--root", str(root))["images"]
-    assert [i["current"] for i in listed] == [False]
+    assert [i["current"] for i in listed] == [False, False]
     doc, fresh_s = deploy(home, root)
     try:
         params = doc["params"]
@@ -153,8 +160,11 @@ def test_build_reuse_deploy_from_image_and_stale_after_edit(tmp_path: Path) -> N
     print(f"deploy from the image: {from_image_s:.1f}s; with install steps: {fresh_s:.1f}s")
 
     usage = json_of(home, "usage", "--user", "tester")["usage"]
-    assert [(u["cloud"], u["size"]) for u in usage] == [("local", "small")]
-    assert usage[0]["instances"] == 3 and usage[0]["hours"] > 0
+    assert [(u["cloud"], u["size"], u["instances"]) for u in usage] == [
+        ("lab", "small", 1),  # its build machine
+        ("local", "small", 3),  # a build machine and two deploys
+    ]
+    assert all(u["hours"] > 0 for u in usage)
 
 
 def test_a_failed_build_records_nothing_and_destroys_its_machine(tmp_path: Path) -> None:
