@@ -158,6 +158,7 @@ class RunManager:
                 initial.update(builtin_params(name, body, cloud))
                 if (node, cloud) in images:
                     initial[f"{name}:image.id"] = images[node, cloud]
+                    initial[f"{name}:image.built"] = images[node, cloud]
                 for key, binding in body["inputs"].items():
                     if "value" in binding:
                         initial[f"{name}:{key}"] = str(binding["value"])

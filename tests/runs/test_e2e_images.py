@@ -139,6 +139,8 @@ def test_build_reuse_deploy_from_image_and_stale_after_edit(tmp_path: Path) -> N
         assert params["baked.1:stamp"] == build_run  # prepared by the build, not by this run
         assert params["baked.1:installs"].split() == ["pre", build_run, "post", build_run]
         assert params["baked.1:image.id"] == first["image"]
+        shown = cli(home, "status", doc["id"], check=True).stdout
+        assert f"baked.1: booted from built image {first['image']}" in shown
         images = [e for e in doc["events"] if e["kind"] == "image"]
         assert images and first["image"] in images[0]["message"]
     finally:
@@ -154,6 +156,7 @@ def test_build_reuse_deploy_from_image_and_stale_after_edit(tmp_path: Path) -> N
         assert params["baked.1:stamp"] == doc["id"]
         assert params["baked.1:installs"].split() == ["pre", doc["id"], "post", doc["id"]]
         assert params["baked.1:image.id"] == "debian-12"
+        assert "baked.1:image.built" not in params
         assert not [e for e in doc["events"] if e["kind"] == "image"]
     finally:
         cli(home, "destroy", doc["id"], check=True)
