@@ -95,11 +95,14 @@ def images(
     as_json: JsonOpt = False,
 ) -> None:
     """Built images: cloud, content hash, date, size, and whether each is current."""
-    from engine.cli.options import service_home
-    from engine.service import Service
+    from engine.cli.inspection import reading_service
 
-    service = Service(service_home(), None)
-    rows = service.images(service.local_actor(user()), component, deployment_root("", root)[0])
+    embedded_only("images")
+    service = reading_service()  # no home yet: no images, and none is made
+    rows = []
+    if service is not None:
+        base = deployment_root("", root)[0]
+        rows = service.images(service.local_actor(user()), component, base)
     if as_json:
         print_json({"images": rows})
         return

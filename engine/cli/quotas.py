@@ -57,6 +57,15 @@ def _service(command: str) -> Service:
     return Service(service_home(), None)
 
 
+def _reader(command: str) -> Service | None:
+    """The service for reading; None where no home exists yet (none is made)."""
+    from engine.cli.images import embedded_only
+    from engine.cli.inspection import reading_service
+
+    embedded_only(command)
+    return reading_service()
+
+
 @quotas.command("set")
 def quota_set(
     who: Annotated[str, typer.Argument(metavar="USER", help="a user, or * for everyone's default")],
@@ -94,8 +103,8 @@ def quota_show(
     as_json: JsonOpt = False,
 ) -> None:
     """Quotas (of USER, with everyone's defaults) and what each user holds now."""
-    service = _service("quota show")
-    rows = service.quotas(service.local_actor(user()), who)
+    service = _reader("quota show")
+    rows = service.quotas(service.local_actor(user()), who) if service is not None else []
     if as_json:
         print_json({"quotas": rows})
         return
@@ -142,8 +151,8 @@ def usage(
     except ValueError as err:
         typer.echo(f"usage: --since {since}: expected a date such as 2026-12-01", err=True)
         raise typer.Exit(2) from err
-    service = _service("usage")
-    rows = service.usage(service.local_actor(user()), who, since_at)
+    service = _reader("usage")
+    rows = service.usage(service.local_actor(user()), who, since_at) if service else []
     if as_json:
         print_json({"since": since_at, "usage": rows})
         return

@@ -71,6 +71,12 @@ def deploy(home: Path, root: Path, *args: str) -> tuple[dict[str, Any], float]:
 def test_quota_refuses_before_terraform_and_changes_nothing(tmp_path: Path) -> None:
     home, root = tmp_path / "home", tmp_path / "recipes"
     write_root(root)
+    for read in (["images"], ["usage"], ["quota", "show"]):  # reading makes no home
+        assert cli(home, *read, check=True).stdout.startswith("no ")
+    assert not home.exists()
+    remote = {"SLIPSTREAM_URL": "https://127.0.0.1:9", "SLIPSTREAM_TOKEN": "ss_x_y"}
+    as_client = cli(home, "quota", "set", "tester", "local", "instances=1", env=remote)
+    assert as_client.returncode == 2 and "not available as a client" in as_client.stderr
     done = cli(home, "quota", "set", "tester", "local", "instances=1", check=True)
     assert "instances=1" in done.stdout
     refused = cli(home, "deploy", "baked", "--root", str(root), "--multiplicity", "baked=2")
