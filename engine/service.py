@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from engine.access import Access, Actor
 from engine.coordination.coordinator import Coordinator
 from engine.coordination.hub import Hub
-from engine.errors import AccessDenied, Conflict, NotFound, RecipeInvalid
+from engine.errors import AccessDenied, CloudError, Conflict, NotFound, RecipeInvalid
 from engine.files import private_home
 from engine.store.accounts import Accounts
 from engine.store.runstore import Event, RunFilter, RunRecord, RunStore
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from engine.inventory.inventory import Inventory
     from engine.inventory.model import CloudReport, Finding
     from engine.recipes.clouds import CloudsConfig
+    from engine.recipes.model import Deployment
     from engine.recipes.overrides import Overrides
     from engine.runs.endpoints import Endpoints
     from engine.runs.jobs import JobRunner
@@ -145,12 +146,20 @@ class Service:
         ``walk``: recipes are found anywhere below ``root`` (a checkout), else only in it.
         """
         from engine.recipes.loader import RecipeLoader
+        from engine.recipes.single import load_run
 
         config = self.clouds()
         loader = RecipeLoader(root, config, walk=walk)
-        dep = loader.deployment(ref, overrides, require_values=True)
+        dep = load_run(loader, ref, overrides, require_values=True)  # or one component
+        self.check_quotas(actor.name, dep)  # before anything of the run exists
         run_id = self.manager().create(
-            dep, config, actor.name, hold=hold, origin=dict(origin or {}), recipes=loader.files
+            dep,
+            config,
+            actor.name,
+            hold=hold,
+            origin=dict(origin or {}),
+            recipes=loader.files,
+            images=self.built_images(dep),
         )
         if self.jobs is not None:
             self.manager().release(run_id)  # the job takes the lock again
@@ -168,10 +177,9 @@ class Service:
         nothing: its name, or RecipeInvalid with every problem (a front door asks before it
         announces a run)."""
         from engine.recipes.loader import RecipeLoader
+        from engine.recipes.single import load_run
 
-        return (
-            RecipeLoader(root, self.clouds()).deployment(ref, overrides, require_values=True).name
-        )
+        return load_run(RecipeLoader(root, self.clouds()), ref, overrides, True).name
 
     def deploy_bundle(
         self,
@@ -427,6 +435,158 @@ class Service:
             if run.approval != "pending" or run.checkpoint != "planned":
                 self.start(run.id)
         return taken
+
+    # -- quotas and usage (see engine.runs.quotas, engine.runs.usage) -----------------
+
+    def check_quotas(self, user: str, dep: Deployment) -> None:
+        """QuotaExceeded when deploying ``dep`` would take ``user`` over a quota on one of
+        its clouds; called before the run is created, so a refusal changes nothing."""
+        from engine.runs.quotas import Amount, Quotas
+
+        wanted: dict[str, Amount] = {}
+        for node in dep.nodes.values():
+            size = node.component.size
+            for i in node.instance_ids():
+                cloud = node.cloud_of(i)
+                wanted[cloud] = wanted.get(cloud, Amount()) + Amount(1, size.cpu, size.ram_gb)
+        quotas = Quotas(self.store)
+        for cloud, amount in sorted(wanted.items()):
+            quotas.check(user, cloud, amount)
+
+    def set_quota(
+        self,
+        actor: Actor,
+        user: str,
+        cloud: str,
+        instances: int | None = None,
+        cpu: int | None = None,
+        ram_gb: float | None = None,
+    ) -> None:
+        """Set ``user``'s limits on ``cloud`` (``*``: everyone's default); admins only.
+
+        Example: ``service.set_quota(admin, "alice", "aws-eu", instances=20)``.
+        """
+        from engine.runs.quotas import Quotas
+
+        self._admin(actor)
+        if cloud not in self.clouds().names():
+            raise NotFound(f"unknown cloud `{cloud}`")
+        Quotas(self.store).set(user, cloud, instances, cpu, ram_gb)
+
+    def quotas(self, actor: Actor, user: str | None = None) -> list[dict[str, Any]]:
+        """Quota rows with what each user holds now; non-admins see their own only."""
+        from engine.runs.quotas import EVERYONE, Quotas
+
+        if not actor.admin:
+            user = actor.name
+        quotas = Quotas(self.store)
+        rows = []
+        for quota in quotas.list(user):
+            who = user if quota.user == EVERYONE and user is not None else quota.user
+            held = quotas.current(who, quota.cloud) if who != EVERYONE else None
+            row = quota.to_json()
+            row["current"] = (
+                None
+                if held is None
+                else {
+                    "instances": held.instances,
+                    "cpu": held.cpu,
+                    "ram_gb": held.ram_gb,
+                }
+            )
+            rows.append(row)
+        return rows
+
+    def usage(
+        self, actor: Actor, user: str | None = None, since: float | None = None
+    ) -> list[dict[str, Any]]:
+        """Instance-hours per user, cloud and size (non-admins: their own only).
+
+        Example: ``service.usage(admin, since=time.time() - 86400)`` → the last day's.
+        """
+        from engine.runs.usage import measure
+
+        if not actor.admin:
+            if user not in (None, actor.name):
+                raise AccessDenied(actor.name, "admin", "*")
+            user = actor.name
+        return [row.to_json() for row in measure(self.store, user, since)]
+
+    # -- the image factory (see engine.runs.imagefactory) --------------------------------
+
+    def built_images(self, dep: Deployment) -> dict[tuple[str, str], str]:
+        """(node, cloud) → the current image of the node's component there, if built."""
+        from engine.store.images import ImageStore
+
+        images = ImageStore(self.store)
+        found = {}
+        for node in dep.nodes.values():
+            if node.component.virtual:
+                continue
+            for cloud in node.clouds:
+                image = images.current(node.component.content_hash, cloud)
+                if image is not None:
+                    found[node.name, cloud] = image.image_id
+        return found
+
+    def build(
+        self,
+        actor: Actor,
+        component: str,
+        clouds: list[str],
+        root: Path | None = None,
+        on_run: Callable[[str, str], None] | None = None,
+    ) -> list[Any]:
+        """Build ``component``'s image on each of ``clouds`` in parallel (driven by this
+        process); one :class:`~engine.runs.imagefactory.BuildOutcome` per cloud.
+
+        Example: ``service.build(actor, "web", ["local", "aws-eu"])``.
+        """
+        from engine.errors import Mark, Problem
+        from engine.recipes.loader import RecipeLoader
+        from engine.runs.imagefactory import ImageFactory
+        from engine.store.images import ImageStore
+
+        config = self.clouds()
+        loader = RecipeLoader(root, config)
+        found = loader.component(component, Mark(component, 0, 0))
+        if found is None or loader.problems:
+            raise RecipeInvalid(loader.problems or [Problem(Mark(component, 0, 0), "not loaded")])
+        from engine.runs.imagefactory import refusals
+        from engine.runs.quotas import Amount, Quotas
+
+        problems = refusals(found, clouds, config)
+        if problems:
+            raise CloudError("\n".join(f"build: {p}" for p in problems))
+        images = ImageStore(self.store)
+        machine = Amount(1, found.size.cpu, found.size.ram_gb)
+        for cloud in clouds:  # a build machine counts like any instance of its builder
+            if images.current(found.content_hash, cloud) is None:
+                Quotas(self.store).check(actor.name, cloud, machine)
+        factory = ImageFactory(self.manager(), images)
+        return factory.build(found, clouds, config, actor.name, on_run)
+
+    def images(
+        self, actor: Actor, component: str | None = None, root: Path | None = None
+    ) -> list[dict[str, Any]]:
+        """Built images, newest first, each marked ``current`` when its hash is the one the
+        component has now under ``root`` (None when the component is not found there)."""
+        from engine.errors import Mark
+        from engine.recipes.loader import RecipeLoader
+        from engine.store.images import ImageStore
+
+        loader = RecipeLoader(root, self.clouds())
+        hashes: dict[str, str | None] = {}
+        rows = []
+        for image in ImageStore(self.store).list(component):
+            if image.component not in hashes:
+                found = loader.component(image.component, Mark(image.component, 0, 0))
+                hashes[image.component] = found.content_hash if found is not None else None
+            row = image.to_json()
+            now = hashes[image.component]
+            row["current"] = None if now is None else now == image.content_hash
+            rows.append(row)
+        return rows
 
 
 def bundle_ref(folder: Path, files: Mapping[str, str], deployment: str) -> str | Path:

@@ -101,7 +101,7 @@ class AwsMapping(CloudMapping):
     def check(self, root: CloudRoot) -> list[str]:
         reasons: list[str] = []
         for p in root.placements:
-            if image_lookup(self.type, p.image, dict(root.settings)) is None:
+            if not p.built_image and image_lookup(self.type, p.image, dict(root.settings)) is None:
                 reasons.append(
                     f"node `{p.node}`: image `{p.image}` has no AMI on AWS; "
                     f"add it under `images` in the cloud's settings"
@@ -117,8 +117,11 @@ class AwsMapping(CloudMapping):
 
     def render(self, root: CloudRoot) -> dict[str, Any]:
         settings = root.settings
-        images = sorted({p.image for p in root.placements})
-        data: dict[str, Any] = {"aws_ami": {image_data_name(i): self._ami(root, i) for i in images}}
+        # Nodes with a built AMI boot it by id: no lookup of their native image.
+        images = sorted({p.image for p in root.placements if not p.built_image})
+        data: dict[str, Any] = {}
+        if images:
+            data["aws_ami"] = {image_data_name(i): self._ami(root, i) for i in images}
         if "subnet_id" in settings and "vpc_id" not in settings:
             data["aws_subnet"] = {"selected": {"id": escape(str(settings["subnet_id"]))}}
         public = bool(settings.get("associate_public_ip", True))
@@ -130,7 +133,7 @@ class AwsMapping(CloudMapping):
             },
             "provider": {"aws": {"region": escape(str(settings["region"]))}},
             "variable": VARIABLES,
-            "data": data,
+            **({"data": data} if data else {}),
             "resource": {
                 "aws_security_group": {
                     resource_name(p.node): self._security_group(root, p) for p in root.placements
@@ -201,7 +204,7 @@ class AwsMapping(CloudMapping):
         }
         instance: dict[str, Any] = {
             "for_each": instance_map(p),
-            "ami": f"${{data.aws_ami.{image_data_name(p.image)}.id}}",
+            "ami": escape(p.built_image) or f"${{data.aws_ami.{image_data_name(p.image)}.id}}",
             "instance_type": escape(str(instance_type)),
             "vpc_security_group_ids": [f"${{aws_security_group.{resource_name(p.node)}.id}}"],
             "associate_public_ip_address": bool(settings.get("associate_public_ip", True)),

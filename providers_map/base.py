@@ -34,10 +34,10 @@ class SnapshotUnsupported(NotImplementedError):
 
     Example:
         >>> from providers_map import mapping_for
-        >>> mapping_for("local").snapshot('terraform_data.web["1"]', "img")
+        >>> mapping_for("ssh").snapshot('terraform_data.web["1"]', "img")
         Traceback (most recent call last):
         ...
-        providers_map.base.SnapshotUnsupported: cloud type `local` cannot make images: ...
+        providers_map.base.SnapshotUnsupported: cloud type `ssh` cannot make images: ...
     """
 
 
@@ -54,6 +54,9 @@ class NodePlacement:
     ports: tuple[int, ...]
     packages: tuple[str, ...]
     overrides: Mapping[str, Any]
+    # The id of a built image of the component on this cloud, booted instead of ``image``
+    # (its install steps are baked in); "" when there is none.
+    built_image: str = ""
 
     def instance(self, index: int) -> str:
         return f"{self.node}.{index}"
@@ -89,6 +92,9 @@ class CloudMapping(ABC):
     snapshot_resource: ClassVar[str] = ""
     # Why this cloud cannot make an image of an instance (shown to users); empty when it can.
     cannot_snapshot: ClassVar[str] = ""
+    # The engine itself saves an instance as an image (`local`: its sandbox as an archive),
+    # so no Terraform resource is needed.
+    engine_snapshots: ClassVar[bool] = False
 
     @property
     def can_snapshot(self) -> bool:
@@ -96,10 +102,10 @@ class CloudMapping(ABC):
 
         Example:
             >>> from providers_map import mapping_for
-            >>> mapping_for("aws").can_snapshot, mapping_for("ssh").can_snapshot
-            (True, False)
+            >>> [mapping_for(t).can_snapshot for t in ("aws", "local", "ssh")]
+            [True, True, False]
         """
-        return bool(self.snapshot_resource)
+        return bool(self.snapshot_resource) or self.engine_snapshots
 
     def snapshot(self, instance_address: str, name: str) -> dict[str, Any]:
         """The resource block (to merge under ``resource`` of a root this mapping rendered)

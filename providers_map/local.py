@@ -40,12 +40,15 @@ VARIABLES: dict[str, Any] = {
 }
 
 
-def _environment() -> dict[str, str]:
-    return {
+def _environment(p: NodePlacement) -> dict[str, str]:
+    env = {
         "SLIPSTREAM_RUN_ID": "${self.input.run_id}",
         "SLIPSTREAM_INSTANCE": "${self.input.instance}",
         "SLIPSTREAM_SANDBOX": "${self.input.sandbox}",
     }
+    if p.built_image:
+        env["SLIPSTREAM_IMAGE"] = "${self.input.built_image}"
+    return env
 
 
 class LocalMapping(CloudMapping):
@@ -53,9 +56,9 @@ class LocalMapping(CloudMapping):
 
     type = "local"
     instance_resource = "terraform_data"
-    cannot_snapshot: ClassVar[str] = (
-        "instances are process groups on this host; there is no machine to image"
-    )
+    # An image is the prepared sandbox, archived by the engine (engine.runs.localimages);
+    # a placement with ``built_image`` has its launcher start the sandbox from it.
+    engine_snapshots: ClassVar[bool] = True
 
     def render(self, root: CloudRoot) -> dict[str, Any]:
         resources = {resource_name(p.node): self._resource(root, p) for p in root.placements}
@@ -68,6 +71,7 @@ class LocalMapping(CloudMapping):
         }
 
     def _resource(self, root: CloudRoot, p: NodePlacement) -> dict[str, Any]:
+        built = {"built_image": escape(p.built_image)} if p.built_image else {}
         return {
             "for_each": instance_map(p),
             "input": {
@@ -81,13 +85,14 @@ class LocalMapping(CloudMapping):
                 "packages": [escape(x) for x in p.packages],
                 "launcher": "${var.launcher}",
                 "sandbox": "${var.sandbox_root}/${each.value.instance}",
+                **built,
             },
             "provisioner": [
                 {
                     "local-exec": {
                         "interpreter": "${self.input.launcher}",
                         "command": "start",
-                        "environment": _environment(),
+                        "environment": _environment(p),
                     }
                 },
                 {
@@ -95,7 +100,7 @@ class LocalMapping(CloudMapping):
                         "when": "destroy",
                         "interpreter": "${self.input.launcher}",
                         "command": "stop",
-                        "environment": _environment(),
+                        "environment": _environment(p),
                     }
                 },
             ],

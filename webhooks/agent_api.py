@@ -130,7 +130,7 @@ class AgentAPI:
                 "index": int(index),
                 "cloud_type": body["cloud_types"][cloud],
                 "packages": body["packages"],
-                "built": False,
+                "built": bool(body.get("built", {}).get(cloud)),
                 "scripts": body["scripts"],
             }
         )

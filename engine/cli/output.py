@@ -102,6 +102,8 @@ def show_status(doc: dict[str, Any], as_json: bool) -> None:
     for key, value in doc["params"].items():
         if key.endswith(":statecustom"):
             typer.echo(f"  {key.split(':')[0]}: {printable(value)}")
+        elif key.endswith(":image.built"):
+            typer.echo(f"  {key.split(':')[0]}: booted from built image {printable(value)}")
 
 
 def show_runs(runs: list[dict[str, Any]], as_json: bool) -> None:

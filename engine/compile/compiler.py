@@ -11,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from engine.canonical import dumps
@@ -20,18 +21,26 @@ from engine.recipes.model import Deployment, Node
 from providers_map import mapping_for
 from providers_map.base import CloudRoot, NodePlacement
 
+# Built images to boot: (node, cloud) → image id on that cloud (see engine.runs.imagefactory).
+BuiltImages = Mapping[tuple[str, str], str]
 
-def placements(deployment: Deployment, cloud: str, cloud_type: str) -> tuple[NodePlacement, ...]:
+
+def placements(
+    deployment: Deployment, cloud: str, cloud_type: str, images: BuiltImages | None = None
+) -> tuple[NodePlacement, ...]:
     """The instances of every node that land on ``cloud``, in deployment order."""
     out: list[NodePlacement] = []
     for node in deployment.nodes.values():
         indices = tuple(i for i in node.instance_ids() if node.cloud_of(i) == cloud)
         if indices:
-            out.append(_placement(node, indices, cloud, cloud_type))
+            built = (images or {}).get((node.name, cloud), "")
+            out.append(_placement(node, indices, cloud, cloud_type, built))
     return tuple(out)
 
 
-def _placement(node: Node, indices: tuple[int, ...], cloud: str, cloud_type: str) -> NodePlacement:
+def _placement(
+    node: Node, indices: tuple[int, ...], cloud: str, cloud_type: str, built: str = ""
+) -> NodePlacement:
     comp = node.component
     overrides: dict[str, Any] = {**comp.clouds.get(cloud_type, {}), **comp.clouds.get(cloud, {})}
     return NodePlacement(
@@ -44,10 +53,13 @@ def _placement(node: Node, indices: tuple[int, ...], cloud: str, cloud_type: str
         ports=comp.ports,
         packages=comp.packages,
         overrides=overrides,
+        built_image=built,
     )
 
 
-def cloud_roots(deployment: Deployment, clouds: CloudsConfig) -> dict[str, CloudRoot]:
+def cloud_roots(
+    deployment: Deployment, clouds: CloudsConfig, images: BuiltImages | None = None
+) -> dict[str, CloudRoot]:
     """One :class:`CloudRoot` per cloud that has instances."""
     roots: dict[str, CloudRoot] = {}
     for name in deployment.clouds_used():
@@ -57,17 +69,20 @@ def cloud_roots(deployment: Deployment, clouds: CloudsConfig) -> dict[str, Cloud
             settings=dict(cloud.settings),
             deployment=deployment.name,
             description=deployment.description,
-            placements=placements(deployment, name, cloud.type),
+            placements=placements(deployment, name, cloud.type, images),
         )
     return roots
 
 
-def compile_deployment(deployment: Deployment, clouds: CloudsConfig) -> dict[str, dict[str, Any]]:
+def compile_deployment(
+    deployment: Deployment, clouds: CloudsConfig, images: BuiltImages | None = None
+) -> dict[str, dict[str, Any]]:
     """Terraform JSON documents by cloud name; :class:`CloudError` when a cloud cannot hold
-    its share (every cloud's reasons are collected first)."""
+    its share (every cloud's reasons are collected first). ``images``: built images the
+    nodes boot instead of their native image."""
     documents: dict[str, dict[str, Any]] = {}
     reasons: list[str] = []
-    for name, root in cloud_roots(deployment, clouds).items():
+    for name, root in cloud_roots(deployment, clouds, images).items():
         mapping = mapping_for(clouds.get(name).type)
         found = mapping.check(root)
         reasons.extend(f"cloud `{name}`: {r}" for r in found)

@@ -71,8 +71,9 @@ class Record:
     isolated: bool
 
 
-def start(home: Path, run_id: str, instance: str, sandbox: Path) -> int:
-    """Start the instance's agent unless it already runs; 0 when it runs."""
+def start(home: Path, run_id: str, instance: str, sandbox: Path, image: str = "") -> int:
+    """Start the instance's agent unless it already runs; 0 when it runs. ``image``: a
+    built `local` image the new sandbox starts from (:mod:`engine.runs.localimages`)."""
     home, sandbox = home.resolve(), sandbox.resolve()
     record = _read_record(sandbox)
     if record is not None and _ours(record.pid, run_id, instance):
@@ -83,6 +84,10 @@ def start(home: Path, run_id: str, instance: str, sandbox: Path) -> int:
     work, own_home, tmp = sandbox / "work", sandbox / "home", sandbox / "tmp"
     for folder in (work, own_home, tmp):
         folder.mkdir(mode=0o700)
+    if image:
+        from engine.runs import localimages
+
+        localimages.restore(home, image, sandbox)
     shutil.copyfile(AGENT_FILE, sandbox / "agent.py")
     run_dir = home / "runs" / run_id
     url_file = server_file(run_dir)
@@ -342,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     instance = os.environ["SLIPSTREAM_INSTANCE"]
     sandbox = Path(os.environ["SLIPSTREAM_SANDBOX"])
     if args.action == "start":
-        return start(args.home, run_id, instance, sandbox)
+        return start(args.home, run_id, instance, sandbox, os.environ.get("SLIPSTREAM_IMAGE", ""))
     return stop(run_id, instance, sandbox)
 
 

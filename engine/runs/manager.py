@@ -110,9 +110,13 @@ class RunManager:
         hold: bool = False,
         origin: dict[str, Any] | None = None,
         recipes: Mapping[str, Path] | None = None,
+        images: Mapping[tuple[str, str], str] | None = None,
     ) -> str:
         """Store a new run with its spec, instances, tokens and compiled roots; the run's
         log says which file each recipe (``recipes``: name → file) came from.
+
+        ``images``: (node, cloud) → a built image its instances there boot, skipping the
+        install steps; the log and ``<instance>:image.id`` say what each booted from.
 
         The creating process holds the run's lock until its first :meth:`drive` ends (or
         :meth:`release`), so no other process (a resident server taking over runs) starts
@@ -126,8 +130,11 @@ class RunManager:
         if local:
             check_local_capacity(local, available_mib())
         run_id = uuid.uuid4().hex[:16]
-        documents = compile_deployment(dep, clouds)
+        images = dict(images or {})
+        documents = compile_deployment(dep, clouds, images)
         spec = build_spec(dep, clouds)
+        for (node_name, cloud), image_id in images.items():
+            spec["nodes"][node_name].setdefault("built", {})[cloud] = image_id
         spec["cloud_types"] = {name: clouds.get(name).type for name in documents}
         base = self.run_dir(run_id)
         make_dirs(base.parent)
@@ -149,6 +156,9 @@ class RunManager:
                 write_atomic(token_file(self.home, run_id, name), token + "\n", mode=0o600)
                 new_instances.append(NewInstance(name, node, i, cloud, token_hash(token)))
                 initial.update(builtin_params(name, body, cloud))
+                if (node, cloud) in images:
+                    initial[f"{name}:image.id"] = images[node, cloud]
+                    initial[f"{name}:image.built"] = images[node, cloud]
                 for key, binding in body["inputs"].items():
                     if "value" in binding:
                         initial[f"{name}:{key}"] = str(binding["value"])
@@ -171,6 +181,14 @@ class RunManager:
             f"run of `{dep.name}` created by {user}",
             {"instances": len(new_instances), "clouds": sorted(documents)},
         )
+        for (node_name, cloud), image_id in sorted(images.items()):
+            self.store.add_event(
+                run_id,
+                "image",
+                f"{node_name} on {cloud}: boots from built image {image_id}"
+                " (install steps skipped)",
+                {"node": node_name, "cloud": cloud, "image": image_id},
+            )
         for name, path in sorted((recipes or {}).items()):
             self.store.add_event(run_id, "recipe", f"`{name}` from {path}", {"file": str(path)})
         return run_id

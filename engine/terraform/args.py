@@ -86,6 +86,17 @@ def destroy_args(variables: Mapping[str, object] | None = None) -> list[list[str
     ]
 
 
+def state_rm_args(addresses: list[str]) -> list[str]:
+    """``terraform state rm``: forget resources without destroying them (a built image
+    outlives the machine it was made from).
+
+    Example:
+        >>> state_rm_args(['aws_ami_from_instance.slipstream-web-ab12'])
+        ['state', 'rm', '-no-color', 'aws_ami_from_instance.slipstream-web-ab12']
+    """
+    return ["state", "rm", "-no-color", *addresses]
+
+
 def output_args() -> list[str]:
     """``terraform output`` as one JSON document.
 

@@ -44,6 +44,7 @@ from engine.terraform.args import (
     init_args,
     output_args,
     plan_args,
+    state_rm_args,
     validate_args,
 )
 from engine.terraform.binary import TerraformExe, automation_env
@@ -187,6 +188,14 @@ class TerraformRunner:
         self._write_vars(variables)
         self._run("plan-destroy", plan)
         return _apply_result(self._run("destroy", apply))
+
+    def state_rm(self, addresses: list[str]) -> None:
+        """Forget ``addresses`` in the root's state; the resources stay where they are.
+
+        Example:
+                runner.state_rm(["aws_ami_from_instance.slipstream-web-ab12"])
+        """
+        self._run("state-rm", state_rm_args(addresses))
 
     def output(self) -> dict[str, Any]:
         """The root's outputs, values unwrapped (sensitive ones too; the artifact hides them).
