@@ -23,7 +23,7 @@ from typing import Any
 import typer
 from typer.core import TyperCommand, TyperGroup
 
-from engine.cli import accounts, inspection, inventory, recipes, runs, serve
+from engine.cli import accounts, inspection, inventory, recipes, runs, scale, serve
 from engine.cli.output import printable
 from engine.errors import SlipstreamError, StoreError
 
@@ -69,6 +69,7 @@ COMMANDS: list[tuple[str, Callable[..., None]]] = [  # in this order in --help
     ("inventory", inventory.inventory),
     ("schema", recipes.schema),
     ("serve", serve.serve),
+    ("scale", scale.scale),
 ]
 for name, function in COMMANDS:
     app.command(name, cls=_Command)(function)
