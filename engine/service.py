@@ -259,8 +259,8 @@ class Service:
         from engine.runs.scalespec import parse_scale
         from engine.runs.scaling import Scaler
 
-        action = parse_scale(changes, remove)
         self.run_for(actor, run_id, "deploy")
+        action = parse_scale(changes, remove)
         scaler = Scaler(self.manager())
         scaler.check(run_id, action)
         if self.jobs is None:

@@ -43,6 +43,8 @@ from engine.runs.capacity import available_mib, check_local_capacity
 from engine.runs.endpoints import Endpoints
 from engine.runs.launcher import server_file, token_file
 from engine.runs.locks import RunLock, RunLocked
+from engine.runs.params import builtin_params
+from engine.runs.scaling import CHECK_IN_SHARE, Scaler
 from engine.runs.teardown import launcher_argv, runner_env, sweep_sandboxes
 from engine.store.runstore import NewInstance, NewRun, RunStore
 from engine.terraform.binary import TerraformExe
@@ -60,6 +62,8 @@ STATE_LOCK_WAIT_S = 300.0
 REPORT_GRACE_S = 45.0
 # Events a run's document carries: its last ones (an instance may post a thousand).
 SUMMARY_EVENTS = 1000
+# The share of a state's timeout left when instances not checked in count as failed.
+TOLERANCE = 1.0 - CHECK_IN_SHARE
 # States of a run still on its way to Ready, in order.
 T = TypeVar("T")
 _ON_THE_WAY = ("Initializing", "Provisioning", "Executing", "SendingReports")
@@ -263,12 +267,17 @@ class RunManager:
     def _follow(self, run_id: str) -> None:
         """Wait while the run goes to Ready; abort it if it stays in one state too long."""
         timeout_s = self._timeout(run_id)
+        tolerated = False
         while True:
             state, abort = self.coordinator.refresh(run_id)
             if abort is not None or state not in _ON_THE_WAY or self._stopping.is_set():
                 return
             deadline = self.coordinator.cache(run_id).state_since + timeout_s
             left = deadline - time.time()
+            if state == "Provisioning" and not tolerated and left <= timeout_s * TOLERANCE:
+                tolerated = True  # max_failures: who has not checked in by now is dropped
+                Scaler(self).tolerate(run_id)
+                continue
             if left <= 0:
                 self.coordinator.abort(run_id, self._timeout_message(run_id, state, timeout_s))
                 return
@@ -584,28 +593,6 @@ def _retry_locked_result(step: Callable[[], T]) -> T:
     found: list[T] = []
     _retry_locked(lambda: found.append(step()))
     return found[0]
-
-
-def builtin_params(instance: str, body: dict[str, Any], cloud: str) -> dict[str, str]:
-    """What the engine sets for an instance when its run is created (DESIGN section 4), under
-    our names and SlipStream's (``hostname`` and ``instanceid`` follow once it exists).
-
-    >>> body = {"multiplicity": 2, "image": "ubuntu-22.04", "size": "small"}
-    >>> builtin_params("web.2", body, "local")["web.2:node_instance_name"]
-    'web.2'
-    """
-    node, _, index = instance.partition(".")
-    values = {
-        "nodename": node,
-        "id": index,
-        "node_instance_name": instance,
-        "cloud": cloud,
-        "cloudservice": cloud,
-        "multiplicity": str(body["multiplicity"]),
-        "service-offer": str(body["size"]),
-        "image.id": str(body["image"]),
-    }
-    return {f"{instance}:{key}": value for key, value in values.items()}
 
 
 def _retry_locked(step: Callable[[], object]) -> None:

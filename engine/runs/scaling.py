@@ -32,20 +32,53 @@ import json
 import secrets
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from engine.canonical import dumps
-from engine.coordination.coordinator import token_hash
+from engine.coordination.coordinator import Coordinator, token_hash
 from engine.coordination.keys import highest_index, live_indices, source_of
 from engine.errors import CloudError, Conflict, SlipstreamError, UsageError
 from engine.files import write_atomic
 from engine.runs import isolation
 from engine.runs.capacity import available_mib, check_local_capacity
+from engine.runs.endpoints import Endpoints
 from engine.runs.launcher import token_file
-from engine.runs.manager import POLL_S, RunManager, builtin_params
+from engine.runs.locks import RunLock
+from engine.runs.params import builtin_params
 from engine.runs.scalespec import ScaleAction
-from engine.store.runstore import NewInstance
+from engine.store.runstore import NewInstance, RunStore
 from engine.store.scaling import add_instances, clear_votes, remove_instances, set_spec
+from engine.terraform.runner import TerraformRunner
+
+#: How often the wait for the leaving instances' votes looks again.
+POLL_S = 0.1
+#: Instances still not checked in at this share of the run's timeout are failed ones.
+CHECK_IN_SHARE = 0.8
+
+
+class Driver(Protocol):
+    """What a scale action needs of :class:`engine.runs.manager.RunManager` (named by
+    role: the manager imports this module)."""
+
+    home: Path
+    store: RunStore
+    coordinator: Coordinator
+
+    def lock(self, run_id: str, purpose: str, wait_s: float = 0.0) -> RunLock: ...
+    def run_dir(self, run_id: str) -> Path: ...
+    def _served(self) -> Endpoints: ...
+    def _after(self, run_id: str) -> str: ...
+    def _follow(self, run_id: str) -> None: ...
+    def _timeout(self, run_id: str) -> int: ...
+    def _isolation(self, run_id: str) -> str: ...
+    def _runner(
+        self, run_id: str, cloud: str, extra_env: dict[str, str] | None = None
+    ) -> TerraformRunner: ...
+    def _variables(
+        self, run_id: str, cloud_type: str, tokens: dict[str, str] | None = None
+    ) -> dict[str, Any]: ...
+    def _record_outputs(self, run_id: str, outputs: dict[str, Any]) -> None: ...
+
 
 #: SlipStream's names of the actions (``$SLIPSTREAM_SCALING_ACTION``).
 CREATION = "vm_create"
@@ -56,7 +89,7 @@ BARRIERS = ("Provisioning", "Executing", "SendingReports")
 class Scaler:
     """Runs scale actions (and drops failed instances) for a :class:`RunManager`."""
 
-    def __init__(self, manager: RunManager) -> None:
+    def __init__(self, manager: Driver) -> None:
         self.manager = manager
         self.store = manager.store
         self.coordinator = manager.coordinator
@@ -198,6 +231,37 @@ class Scaler:
         for cloud, keys in self._by_cloud(body, node, sorted(gone)).items():
             self._change_root(run_id, cloud, node, body, keys, "delete")
         self.coordinator.publish(run_id, {f"{n}:scale.state": "gone" for n in names})
+
+    def tolerate(self, run_id: str) -> None:
+        """``max_failures``: the instances that have not checked in (voted Provisioning) by
+        now leave the run, each named in an event, when no node has more of them than its
+        ``max_failures``; otherwise the run is aborted naming them."""
+        spec = self.coordinator.spec(run_id)
+        late = self.coordinator.expected(run_id) - self.coordinator.voters(run_id, "Provisioning")
+        if not late:
+            return
+        by_node: dict[str, list[str]] = {}
+        for name in sorted(late, key=lambda n: (n.rpartition(".")[0], _index(n))):
+            by_node.setdefault(name.rpartition(".")[0], []).append(name)
+        share = f"{CHECK_IN_SHARE:.0%} of the {self.manager._timeout(run_id)}s timeout"
+        for node, names in by_node.items():
+            allowed = int(spec["nodes"][node].get("max_failures", 0))
+            if len(names) > allowed:
+                self.coordinator.abort(
+                    run_id,
+                    f"{', '.join(names)} did not check in within {share}: more than"
+                    f" max_failures {allowed} of node `{node}`",
+                )
+                return
+        for node, names in by_node.items():
+            self.store.add_event(
+                run_id,
+                "dropped",
+                f"dropped {', '.join(names)}: did not check in within {share}"
+                f" (max_failures {spec['nodes'][node].get('max_failures', 0)})",
+                {"node": node, "instances": names},
+            )
+            self.leave(run_id, node, names, "removed")
 
     # -- the round ----------------------------------------------------------------------
 

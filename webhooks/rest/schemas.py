@@ -190,7 +190,7 @@ class ScaleRequest(Schema):
         String(validate=Length(max=80)),
         load_default=list,
         validate=Length(max=100),
-        metadata={"description": "instances to remove, NODE.INDEX", "example": ["worker.3"]},
+        metadata={"description": "instances to remove, NODE.INDEX (without `changes`)"},
     )
 
 
