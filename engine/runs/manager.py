@@ -34,7 +34,7 @@ from engine.compile.runspec import build_spec
 from engine.coordination.coordinator import Coordinator, token_hash
 from engine.coordination.hub import Hub
 from engine.coordination.keys import mapped_copies, with_copies
-from engine.errors import SlipstreamError, StateLocked
+from engine.errors import SlipstreamError, StateLocked, TerraformError
 from engine.files import make_dirs, write_atomic
 from engine.recipes.clouds import CloudsConfig
 from engine.recipes.model import Deployment
@@ -366,9 +366,18 @@ class RunManager:
         return variables
 
     def _runner(
-        self, run_id: str, cloud: str, extra_env: dict[str, str] | None = None
+        self,
+        run_id: str,
+        cloud: str,
+        extra_env: dict[str, str] | None = None,
+        errored: list[TfEvent] | None = None,
     ) -> TerraformRunner:
+        """A runner of ``cloud``'s root whose notable events go to the run's log (and its
+        errored resources to ``errored``)."""
+
         def on_event(event: TfEvent) -> None:
+            if errored is not None and event.type in ("apply_errored", "provision_errored"):
+                errored.append(event)
             if (
                 event.type
                 in ("apply_complete", "apply_errored", "change_summary", "provision_errored")
@@ -404,7 +413,8 @@ class RunManager:
         extra_env = {}
         if step == "apply" and "local" in clouds.values():
             extra_env[isolation.BWRAP_ENV] = self._isolation(run_id)
-        runners = {cloud: self._runner(run_id, cloud, extra_env) for cloud in clouds}
+        errored: dict[str, list[TfEvent]] = {cloud: [] for cloud in clouds}
+        runners = {c: self._runner(run_id, c, extra_env, errored[c]) for c in clouds}
 
         def one(cloud: str) -> None:
             runner = runners[cloud]
@@ -425,7 +435,11 @@ class RunManager:
             elif step == "apply":
                 _retry_locked(lambda: runner.plan(variables))
                 self._served()  # the agents the apply starts need their server
-                runner.apply()
+                try:
+                    runner.apply()
+                except TerraformError as err:
+                    if not self._tolerate_apply(run_id, cloud, errored[cloud], err):
+                        raise
                 self._record_outputs(run_id, runner.output())
             else:
                 _retry_locked(lambda: runner.destroy(variables))
@@ -452,6 +466,26 @@ class RunManager:
             pool.shutdown(wait=False)
         for future in futures:
             future.result()
+
+    def _tolerate_apply(
+        self, run_id: str, cloud: str, errored: list[TfEvent], err: TerraformError
+    ) -> bool:
+        """``max_failures``: when only instances failed in the apply of ``cloud`` (not a
+        shared resource), drop them if their nodes tolerate it; False: the error stands."""
+        spec = self.coordinator.spec(run_id)
+        failed = set()
+        for event in errored:
+            if not event.resource:
+                continue
+            name, _, key = event.resource.partition("[")
+            node, index = name.rsplit(".", 1)[-1], key.strip('"]')
+            if node not in spec["nodes"] or not index.isdigit():
+                return False  # a shared resource failed: no instance to drop
+            failed.add(f"{node}.{index}")
+        if not failed or self._stopping.is_set() or self.coordinator.refresh(run_id)[1]:
+            return False
+        why = f"failed at the cloud `{cloud}` ({err})"
+        return Scaler(self).drop(run_id, failed, why.replace("\n", " ")[:600])
 
     def _isolation(self, run_id: str) -> str:
         """The bwrap every `local` launcher of this apply uses ("" for none), found once,

@@ -214,7 +214,7 @@ class Scaler:
         self.leave(run_id, node, removed, "removed")
         self._finish_round(run_id, [], "")
 
-    def leave(self, run_id: str, node: str, names: list[str], why: str) -> None:
+    def leave(self, run_id: str, node: str, names: list[str], why: str, failed: int = 0) -> None:
         """``names`` leave the run: out of ``ids``, the barriers and the store's live
         instances (tokens refused), then destroyed by a change of their roots that removes
         only them (``scale.state`` removed → gone)."""
@@ -223,6 +223,8 @@ class Scaler:
         gone = {_index(n) for n in names}
         ids = [i for i in live_indices(body) if i not in gone]
         body.update(ids=ids, top=highest_index(body), multiplicity=len(ids))
+        if failed:
+            body["failed"] = int(body.get("failed", 0)) + failed
         remove_instances(self.store, run_id, names, dumps(spec))
         self.coordinator.leave(run_id, set(names), spec)
         values = {f"{node}:ids": _ids(ids), f"{node}:multiplicity": str(len(ids))}
@@ -233,35 +235,41 @@ class Scaler:
         self.coordinator.publish(run_id, {f"{n}:scale.state": "gone" for n in names})
 
     def tolerate(self, run_id: str) -> None:
-        """``max_failures``: the instances that have not checked in (voted Provisioning) by
-        now leave the run, each named in an event, when no node has more of them than its
-        ``max_failures``; otherwise the run is aborted naming them."""
-        spec = self.coordinator.spec(run_id)
+        """``max_failures``: the instances that have not checked in (voted Provisioning)
+        by now leave the run, or the run is aborted naming them (see :meth:`drop`)."""
         late = self.coordinator.expected(run_id) - self.coordinator.voters(run_id, "Provisioning")
-        if not late:
-            return
+        if late:
+            share = f"{CHECK_IN_SHARE:.0%} of the {self.manager._timeout(run_id)}s timeout"
+            self.drop(run_id, late, f"did not check in within {share}")
+
+    def drop(self, run_id: str, failed: set[str], why: str) -> bool:
+        """Failed instances leave the run (an event names them) when no node then has more
+        failures than its ``max_failures``; else the run is aborted naming them and False
+        is returned. ``why`` says what went wrong ("failed at the cloud")."""
+        spec = self.coordinator.spec(run_id)
         by_node: dict[str, list[str]] = {}
-        for name in sorted(late, key=lambda n: (n.rpartition(".")[0], _index(n))):
+        for name in sorted(failed, key=lambda n: (n.rpartition(".")[0], _index(n))):
             by_node.setdefault(name.rpartition(".")[0], []).append(name)
-        share = f"{CHECK_IN_SHARE:.0%} of the {self.manager._timeout(run_id)}s timeout"
         for node, names in by_node.items():
-            allowed = int(spec["nodes"][node].get("max_failures", 0))
-            if len(names) > allowed:
+            body = spec["nodes"][node]
+            allowed, before = int(body.get("max_failures", 0)), int(body.get("failed", 0))
+            if before + len(names) > allowed:
                 self.coordinator.abort(
                     run_id,
-                    f"{', '.join(names)} did not check in within {share}: more than"
-                    f" max_failures {allowed} of node `{node}`",
+                    f"{', '.join(names)} {why}: more than max_failures {allowed} of node"
+                    f" `{node}`" + (f" ({before} failed before)" if before else ""),
                 )
-                return
+                return False
         for node, names in by_node.items():
+            allowed = spec["nodes"][node].get("max_failures", 0)
             self.store.add_event(
                 run_id,
                 "dropped",
-                f"dropped {', '.join(names)}: did not check in within {share}"
-                f" (max_failures {spec['nodes'][node].get('max_failures', 0)})",
+                f"dropped {', '.join(names)}: {why} (max_failures {allowed})",
                 {"node": node, "instances": names},
             )
-            self.leave(run_id, node, names, "removed")
+            self.leave(run_id, node, names, "removed", failed=len(names))
+        return True
 
     # -- the round ----------------------------------------------------------------------
 

@@ -1,6 +1,8 @@
 """``max_failures`` end to end on the `local` cloud: an instance whose agent never checks
 in (its token is wrong, so the server refuses it and it exits) is dropped from the run at
-80 % of the timeout when its node tolerates it, and aborts the run, named, when not.
+80 % of the timeout when its node tolerates it, and aborts the run, named, when not; an
+instance that fails at the cloud (its launcher finds no token file, so its start fails in
+the apply) is dropped at once.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ timeout: 20s
 nodes:
   ping:
     component: pinger
-    multiplicity: 2
+    multiplicity: {m}
     max_failures: {n}
 """
 
@@ -49,10 +51,12 @@ def service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Service
     found.close()
 
 
-def deploy_with_a_mute_instance(service: Service, root: Path, tolerated: int) -> str:
+def deploy_with_a_mute_instance(
+    service: Service, root: Path, tolerated: int, count: int = 2
+) -> str:
     root.mkdir()
     (root / "pinger.yaml").write_text(COMPONENT)
-    (root / "pingers.yaml").write_text(DEPLOYMENT.format(n=tolerated))
+    (root / "pingers.yaml").write_text(DEPLOYMENT.format(n=tolerated, m=count))
     actor = service.local_actor("tester")
     run_id = service.deploy(actor, root / "pingers.yaml", Overrides(), root)
     # ping.2's agent starts but is refused by the server (401): it never checks in.
@@ -60,18 +64,22 @@ def deploy_with_a_mute_instance(service: Service, root: Path, tolerated: int) ->
     return run_id
 
 
-def test_one_tolerated_failure_reaches_ready_without_it(service: Service, tmp_path: Path) -> None:
-    run_id = deploy_with_a_mute_instance(service, tmp_path / "recipes", tolerated=1)
+def test_tolerated_failures_reach_ready_without_them(service: Service, tmp_path: Path) -> None:
+    run_id = deploy_with_a_mute_instance(service, tmp_path / "recipes", tolerated=2, count=3)
+    token_file(service.home, run_id, "ping.3").unlink()  # its start fails in the apply
     actor = service.local_actor("tester")
     try:
         assert service.drive(run_id) == "Ready"
         params = service.params(actor, run_id)
         assert params["ping:ids"] == "1" and params["ping.1:pong"] == "1"
-        assert params["ping.2:scale.state"] == "gone"
+        assert params["ping.2:scale.state"] == params["ping.3:scale.state"] == "gone"
         dropped = [e.message for e in service.store.events(run_id) if e.kind == "dropped"]
-        assert dropped == [
-            "dropped ping.2: did not check in within 80% of the 20s timeout (max_failures 1)"
-        ]
+        assert len(dropped) == 2, dropped
+        assert dropped[0].startswith("dropped ping.3: failed at the cloud `local` (")
+        assert dropped[0].endswith("(max_failures 2)")
+        assert dropped[1] == (
+            "dropped ping.2: did not check in within 80% of the 20s timeout (max_failures 2)"
+        )
         assert set(agent_pids(run_id)) == {"ping.1"}
     finally:
         assert service.terminate(actor, run_id) == "Done"

@@ -374,7 +374,8 @@ def test_a_scale_refused_is_409_naming_the_state_or_400_and_changes_nothing(
     answer = served.call("POST", f"{RUNS}/{plain}/scale", tokens["alice"], {"changes": ["one=+1"]})
     assert "is not scalable" in assert_error(answer, 409, "conflict")["message"]
     answer = served.call("POST", f"{RUNS}/{scaly}/scale", tokens["alice"], {"changes": ["one=+1"]})
-    assert "is Initializing: only a run in Ready" in assert_error(answer, 409, "conflict")["message"]
+    refusal = assert_error(answer, 409, "conflict")["message"]
+    assert "is Initializing: only a run in Ready" in refusal
     answer = served.call("POST", f"{RUNS}/{scaly}/scale", tokens["alice"], {"changes": ["one=2"]})
     assert "NODE=+N" in assert_error(answer, 400, "invalid")["message"]
     answer = served.call("POST", f"{RUNS}/{scaly}/scale", tokens["bob"], {"changes": ["one=+1"]})
