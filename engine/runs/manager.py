@@ -208,6 +208,12 @@ class RunManager:
         finally:
             self.release(run_id)
 
+    def serving(self, run_id: str) -> None:
+        """Start (once) the server the agents of ``run_id`` talk to and point them at it:
+        a later action on a Ready run (a scale) from a process that did not drive it."""
+        if self.serve is not None:
+            self._serving = ThreadPoolExecutor(1).submit(self._serve_run, run_id)
+
     def _serve_run(self, run_id: str) -> Endpoints:
         assert self.serve is not None
         self.endpoints = self.serve()
