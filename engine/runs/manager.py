@@ -256,11 +256,14 @@ class RunManager:
                     self.coordinator.set_state(run_id, "Provisioning", expect="Initializing")
                 self._apply_all(run_id)
                 self.store.set_checkpoint(run_id, "applied")
+                self._scale_states(run_id, "creating", "created")
             # The clouds are applied: the Provisioning barrier may release once all voted.
             # From here the barriers move the run themselves, in the votes' write path.
             self._served()
             self.coordinator.arm(run_id, "Provisioning")
             self._follow(run_id)
+            if self.coordinator.refresh(run_id)[0] == "Ready":
+                self._scale_states(run_id, "created", "operational")
         except Exception as err:
             if self._stopping.is_set():
                 return self.coordinator.flags(run_id)[0]  # resumed at the next start
@@ -269,6 +272,18 @@ class RunManager:
         if self._stopping.is_set():
             return self.coordinator.flags(run_id)[0]
         return self._after(run_id)
+
+    def _scale_states(self, run_id: str, before: str, after: str) -> None:
+        """Move the ``scale.state`` of every live instance at ``before`` to ``after``."""
+        values = self.coordinator.cache(run_id).values
+        live = self.coordinator.expected(run_id)
+        moved = {
+            f"{name}:scale.state": after
+            for name in live
+            if values.get(f"{name}:scale.state") == before
+        }
+        if moved:
+            self.coordinator.publish(run_id, moved)
 
     def _follow(self, run_id: str) -> None:
         """Wait while the run goes to Ready; abort it if it stays in one state too long."""

@@ -30,5 +30,7 @@ def builtin_params(instance: str, body: dict[str, Any], cloud: str) -> dict[str,
         "multiplicity": str(body["multiplicity"]),
         "service-offer": str(body["size"]),
         "image.id": str(body["image"]),
+        # SlipStream's per-instance scale state: → created (applied) → operational (Ready).
+        "scale.state": "creating",
     }
     return {f"{instance}:{key}": value for key, value in values.items()}

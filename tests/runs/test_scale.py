@@ -55,6 +55,7 @@ def test_cluster_grows_to_four_shrinks_to_three_and_never_reuses_an_index(
         assert service.drive(run_id) == "Ready"
         params = service.params(actor, run_id)
         assert params["worker:ids"] == "1,2" and params["head.1:answer"] == ANSWER
+        assert params["worker.1:scale.state"] == params["head.1:scale.state"] == "operational"
 
         # +2: worker.3 and worker.4 run the whole chain, the head and workers on_vm_add
         assert service.scale(actor, run_id, ["worker=+2"]) == "Ready"
