@@ -61,7 +61,7 @@ HELP = {
     "list": "the newest runs you may see (`mine`: only yours)",
     "params": "a run's runtime parameters (sensitive values masked)",
     "logs": "a run's last events",
-    "scale": "add or remove instances of a node of a run in Ready (not available yet)",
+    "scale": "add or remove instances of one node of a scalable run in Ready",
     "destroy": "stop a run: Ready → Finalizing → Done, or cancel a run on its way",
     "approve": "let a run held for an approval go on (needs the `approve` right)",
     "help": "this list, or one command's",
@@ -365,7 +365,11 @@ def render(result: Result) -> Message:
             body = "\n".join(_log_line(e) for e in events) or "(no events)"
             return plain([f"last events of run {code(run_id)}:", _block(body)])
         case Acted(run_id, action, state):
-            verb = {"terminate": ":wastebasket: terminating", "approve": ":+1: approved"}
+            verb = {
+                "terminate": ":wastebasket: terminating",
+                "approve": ":+1: approved",
+                "scale": ":arrow_up_down: scaling",
+            }
             return plain([f"{verb.get(action, action)} run {code(run_id)}: now *{state}*"])
         case NotYet(what):
             return plain(

@@ -195,9 +195,9 @@ class ChatCommands:
                 return Acted(run_id, "terminate", service.terminate(actor, run_id))
             case Approve(run_id):
                 return Acted(run_id, "approve", service.approve(actor, run_id))
-            case Scale(run_id):
-                service.run_for(actor, run_id, "deploy")
-                return NotYet("scaling")
+            case Scale(run_id, changes):
+                texts = [f"{node}={delta:+d}" for node, delta in changes]
+                return Acted(run_id, "scale", service.scale(actor, run_id, texts))
             case Deploy():
                 return Refused("a deploy goes through `prepare` and `deploy`")
         return Refused(f"`{command.to_text()}` is not supported here")

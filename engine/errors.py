@@ -207,3 +207,7 @@ class AccessDenied(SlipstreamError):
 class Conflict(SlipstreamError):
     """The request does not fit the current state of things (a run not in Ready, a name
     taken); nothing changed."""
+
+
+class UsageError(SlipstreamError):
+    """A request is malformed (a scale spec like ``web=+x``); nothing changed."""

@@ -20,7 +20,7 @@ import getpass
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -252,6 +252,28 @@ class Service:
         if self.jobs is None:
             return self.drive(run_id)
         self.start(run_id)
+        return self._state(run_id)
+
+    def scale(
+        self, actor: Actor, run_id: str, changes: Sequence[str] = (), remove: Sequence[str] = ()
+    ) -> str:
+        """Scale a scalable run in Ready: ``changes`` like ``web=+2`` / ``web=-1``, or
+        ``remove`` like ``web.3`` (one node, one direction). A bad spec (UsageError) or a
+        run that cannot scale now (Conflict naming its state) changes nothing. Embedded,
+        the round runs here and its end state is returned; resident, it is a job.
+
+        Example: ``service.scale(actor, "0f3a…", ["worker=+2"])`` → ``'Ready'``.
+        """
+        from engine.runs.scalespec import parse_scale
+        from engine.runs.scaling import Scaler
+
+        self.run_for(actor, run_id, "deploy")
+        action = parse_scale(changes, remove)
+        scaler = Scaler(self.manager())
+        scaler.check(run_id, action)
+        if self.jobs is None:
+            return scaler.scale(run_id, action, actor.name)
+        self.jobs.submit(run_id, "scale", lambda: scaler.scale(run_id, action, actor.name))
         return self._state(run_id)
 
     def approve(self, actor: Actor, run_id: str) -> str:

@@ -132,6 +132,8 @@ class AgentAPI:
                 "packages": body["packages"],
                 "built": bool(body.get("built", {}).get(cloud)),
                 "scripts": body["scripts"],
+                # The scale round going on (or the last one): action, node, instances.
+                "scaling": spec.get("scaling"),
             }
         )
 

@@ -80,6 +80,9 @@ STATE_ORDER = (
 OVER_STATES = frozenset({"Finalizing", "Done", "Aborted", "Cancelled"})
 #: The states in which the agent has work to do, in order.
 WORK_STATES = ("Executing", "SendingReports")
+#: SlipStream's names of the scale actions (``$SLIPSTREAM_SCALING_ACTION``).
+SCALE_CREATION = "vm_create"
+SCALE_REMOVAL = "vm_remove"
 #: Commands scripts find on PATH (wrappers in <workdir>/bin).
 SS_COMMANDS = ("ss-get", "ss-set", "ss-display", "ss-abort", "ss-random", "ss-get-all")
 #: Settings that stay with the agent: scripts reach the server only through it.
@@ -1231,6 +1234,7 @@ class Daemon:
         self.report_dir: str | None = None
         self.reporting_ran = False
         self.reported = False
+        self.scale_round: object = None  # the last scale round this instance took part in
 
     # -- setup
 
@@ -1290,6 +1294,8 @@ class Daemon:
         try:
             self.recipe = self.client.recipe()
             self.instance = self.instance or str(self.recipe.get("instance") or "")
+            # Created by a scale round: it takes part in it with the full chain.
+            self.scale_round = (self.recipe.get("scaling") or {}).get("round")
             LOG.info(
                 "recipe for %s: node %s, cloud %s, built %s",
                 self.instance,
@@ -1407,18 +1413,51 @@ class Daemon:
         if not self.state:
             self.poll_state(0)
         while self.state not in OVER_STATES:
-            if self.state == "Ready":
-                self.on_ready()
+            if self.state == "Provisioning" and not self.aborted:
+                # Ready → Provisioning again: a scale round of a scalable run (once each).
+                scaling = self.client.recipe().get("scaling") or {}
+                if scaling.get("round") and scaling.get("round") != self.scale_round:
+                    self.scale_round = scaling["round"]
+                    self.on_scale(scaling)
+                    continue
             self.poll_state(MAX_WAIT_CHUNK)
         LOG.info("run is over (%s): agent exits", self.state)
 
-    def on_ready(self) -> None:
-        """Hook for scale actions while the run is Ready (not implemented yet).
-
-        Scaling will run here: ``on_vm_add`` / ``on_vm_remove`` on survivors and
-        ``pre_scale`` / ``post_scale`` on instances being removed or resized, each via
-        ``self.run_script(name)`` followed by a vote, as the state machine grows.
+    def on_scale(self, scaling: Mapping[str, Any]) -> None:
+        """One scale round, as SlipStream's node executor ran it: an instance being removed
+        runs ``pre_scale`` and sends its report, then votes (and is destroyed); the others
+        vote Provisioning, run ``on_vm_add`` / ``on_vm_remove`` in Executing and vote each
+        barrier until Ready. New instances of the round run the full chain instead.
         """
+        action = str(scaling.get("action") or "")
+        vms = [str(v) for v in scaling.get("vms") or []]
+        env = {
+            "SLIPSTREAM_SCALING_NODE": str(scaling.get("node") or ""),
+            "SLIPSTREAM_SCALING_VMS": " ".join(vms),
+            "SLIPSTREAM_SCALING_ACTION": action,
+        }
+        LOG.info("scale action %s of %s: %s", action, env["SLIPSTREAM_SCALING_NODE"], vms)
+        if action == SCALE_REMOVAL and self.instance in vms:
+            self.run_script("pre_scale", env)
+            self.reported = self.reporting_ran = False
+            self.do_sending_reports()
+            self.vote("Provisioning")
+            LOG.info("removed from the run: waiting to be stopped")
+            while self.state not in OVER_STATES:
+                self.poll_state(MAX_WAIT_CHUNK)
+            return
+        self.vote("Provisioning")
+        if not self.wait_for("Executing"):
+            return
+        if self.state == "Executing":
+            target = {SCALE_CREATION: "on_vm_add", SCALE_REMOVAL: "on_vm_remove"}.get(action)
+            if target:
+                self.run_script(target, env)
+            self.vote("Executing")
+        if not self.wait_for("SendingReports"):
+            return
+        if self.state == "SendingReports":
+            self.vote("SendingReports")
 
     def raise_abort(self, message: str) -> None:
         """Abort the run, unless it is already aborted (e.g. a script hit the fence)."""

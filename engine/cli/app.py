@@ -23,7 +23,17 @@ from typing import Any
 import typer
 from typer.core import TyperCommand, TyperGroup
 
-from engine.cli import accounts, images, inspection, inventory, quotas, recipes, runs, serve
+from engine.cli import (
+    accounts,
+    images,
+    inspection,
+    inventory,
+    quotas,
+    recipes,
+    runs,
+    scale,
+    serve,
+)
 from engine.cli.output import printable
 from engine.errors import SlipstreamError, StoreError
 
@@ -72,6 +82,7 @@ COMMANDS: list[tuple[str, Callable[..., None]]] = [  # in this order in --help
     ("build", images.build),
     ("images", images.images),
     ("usage", quotas.usage),
+    ("scale", scale.scale),
 ]
 for name, function in COMMANDS:
     app.command(name, cls=_Command)(function)

@@ -129,17 +129,27 @@ def deploy(
         ),
     ] = False,
     as_json: JsonOpt = False,
+    scalable: Annotated[
+        bool, typer.Option("--scalable", help="the run accepts `slipstream scale` in Ready")
+    ] = False,
 ) -> None:
     """Deploy: provision every cloud, run the coordination phase, stop at Ready (or Done)."""
+    import dataclasses
+
     from engine.errors import CloudError, RecipeInvalid
 
     client = remote_client("deploy")
     parsed = overrides(inputs, cloud, multiplicity, input_files)
+    if scalable:
+        parsed = dataclasses.replace(parsed, scalable=True)
     if client is not None:
         from engine.cli import remote
 
         if clouds is not None:
             typer.echo("usage: --clouds is the service's setting, not its clients'", err=True)
+            raise typer.Exit(2)
+        if scalable:
+            typer.echo("usage: put `scalable: true` in the deployment to deploy it", err=True)
             raise typer.Exit(2)
         remote.deploy(client, deployment, parsed, root, wait, as_json)
     service = driving_service(clouds)

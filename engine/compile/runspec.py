@@ -65,6 +65,7 @@ def build_spec(dep: Deployment, clouds: CloudsConfig) -> dict[str, Any]:
         }
     return {
         "deployment": dep.name,
+        "scalable": dep.scalable,
         "keep_running": dep.keep_running,
         "timeout_s": dep.timeout_s,
         "nodes": nodes,
@@ -85,7 +86,7 @@ def instance_names(spec: dict[str, Any]) -> list[str]:
     return [
         f"{node}.{i}"
         for node, body in spec["nodes"].items()
-        for i in range(1, int(body["multiplicity"]) + 1)
+        for i in body.get("ids") or range(1, int(body["multiplicity"]) + 1)
     ]
 
 
@@ -104,9 +105,9 @@ def sensitive_keys(spec: dict[str, Any]) -> set[str]:
     chains: list[set[str]] = []
     for node, body in spec["nodes"].items():
         for name in body.get("sensitive", []):
-            keys.update(f"{node}.{i}:{name}" for i in range(1, int(body["multiplicity"]) + 1))
+            keys.update(f"{node}.{i}:{name}" for i in range(1, _top(body) + 1))
         for name, binding in body["inputs"].items():
-            for i in range(1, int(body["multiplicity"]) + 1):
+            for i in range(1, _top(body) + 1):
                 chain = {f"{node}.{i}:{name}"}
                 while "from" in binding and binding["from"] not in chain:
                     source = str(binding["from"])
@@ -124,3 +125,8 @@ def sensitive_keys(spec: dict[str, Any]) -> set[str]:
                 keys |= chain
                 grew = True
     return keys
+
+
+def _top(body: dict[str, Any]) -> int:
+    """The highest index a node ever had (a scaled run's ``top``; removed ones included)."""
+    return int(body.get("top", body["multiplicity"]))

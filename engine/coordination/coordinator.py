@@ -219,7 +219,7 @@ class Coordinator:
         body = keys.node_of(cache.spec, node, f"{node}:{name}")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + _clamp(wait_s)
-        asked = [f"{node}.{i}:{name}" for i in range(1, int(body["multiplicity"]) + 1)]
+        asked = [f"{node}.{i}:{name}" for i in keys.live_indices(body)]
         found: list[tuple[str, str | None]] = []
         for key in asked:
             left = max(0.0, deadline - loop.time())
@@ -476,3 +476,31 @@ class Coordinator:
         """After destroy: the run's tokens stop working at once."""
         self.store.retire_instances(run_id)
         self._owners = {h: o for h, o in self._owners.items() if o[0][0] != run_id}
+
+    # -- scale actions (engine.runs.scaling) ------------------------------------------
+
+    def rescale(self, run_id: str, spec: dict[str, Any], expected: set[str]) -> None:
+        """A scale round starts: the run's new ``spec`` (already stored), the instances
+        whose votes its barriers now wait for, and every barrier open again (their votes
+        were cleared in the store). Waiters keep their cache: it is changed in place."""
+        cache = self.cache(run_id)
+        with cache.lock:
+            cache.spec = spec
+            cache.copies = keys.mapped_copies(spec)
+            cache.expected = set(expected)
+            for state in NEXT_STATE:
+                cache.voters[state] = set()
+                cache.armed.discard(state)
+
+    def leave(self, run_id: str, names: set[str], spec: dict[str, Any] | None = None) -> None:
+        """Instances leave the barriers (removed, or dropped as failed); the barrier of the
+        current state may then release."""
+        cache = self.cache(run_id)
+        with cache.lock:
+            cache.expected -= names
+            if spec is not None:
+                cache.spec = spec
+                cache.copies = keys.mapped_copies(spec)
+        gone = {(run_id, name) for name in names}  # their tokens stop working at once
+        self._owners = {h: o for h, o in self._owners.items() if o[0] not in gone}
+        self._advance(run_id, cache)

@@ -45,6 +45,7 @@ INSTANCE_BUILTINS = (
     "service-offer",
     "image.id",
     "statecustom",
+    "scale.state",
 )
 SETTABLE_BUILTINS = ("statecustom",)
 RUN_KEYS = ("state", "abort", "category", "url.service")
@@ -104,7 +105,7 @@ def readable(spec: Mapping[str, Any], caller: str, key: str) -> str:
                 f"unknown node parameter `{key}` (node parameters: {', '.join(NODE_KEYS)})"
             )
         return key
-    if index > int(node["multiplicity"]):
+    if index > highest_index(node):
         raise NotFound(f"`{key}`: node `{head}` has {node['multiplicity']} instance(s)")
     if (
         name not in node["inputs"]
@@ -114,6 +115,28 @@ def readable(spec: Mapping[str, Any], caller: str, key: str) -> str:
     ):
         raise NotFound(f"`{key}`: component `{node['component']}` declares no `{name}`")
     return source_of(spec, key)
+
+
+def live_indices(body: Mapping[str, Any]) -> list[int]:
+    """The indices of a node's live instances: ``ids`` once the run was scaled (indices
+    are never reused, so they may have gaps), else 1..multiplicity.
+
+    >>> live_indices({"multiplicity": 2}), live_indices({"multiplicity": 3, "ids": [1, 2, 4]})
+    ([1, 2], [1, 2, 4])
+    """
+    if "ids" in body:
+        return [int(i) for i in body["ids"]]
+    return list(range(1, int(body["multiplicity"]) + 1))
+
+
+def highest_index(body: Mapping[str, Any]) -> int:
+    """The highest index a node's instances ever had (the values of removed instances
+    stay readable).
+
+    >>> highest_index({"multiplicity": 2}), highest_index({"multiplicity": 1, "top": 5})
+    (2, 5)
+    """
+    return int(body.get("top", body["multiplicity"]))
 
 
 def source_of(spec: Mapping[str, Any], key: str) -> str:
@@ -144,7 +167,7 @@ def mapped_copies(spec: Mapping[str, Any]) -> dict[str, list[str]]:
         for name, binding in body["inputs"].items():
             if "from" not in binding:
                 continue
-            for index in range(1, int(body["multiplicity"]) + 1):
+            for index in live_indices(body):
                 target = f"{node}.{index}:{name}"
                 copies.setdefault(source_of(spec, target), []).append(target)
     return copies

@@ -149,7 +149,8 @@ class DeploymentBuilder:
             values=frozen_map(values),  # type: ignore[arg-type]
             keep_running=keep,
             timeout_s=parse_duration(timeout.value) if timeout is not None else DEFAULT_TIMEOUT_S,
-            scalable=bool(self.body["scalable"].value) if "scalable" in self.body else False,
+            scalable=self.overrides.scalable
+            or (bool(self.body["scalable"].value) if "scalable" in self.body else False),
             nodes=frozen_map(nodes),  # type: ignore[arg-type]
             source=self.doc.mark.file,
         )

@@ -33,6 +33,7 @@ INSTANCE_BUILTINS = frozenset(
         "service-offer",
         "image.id",
         "statecustom",
+        "scale.state",
     }
 )
 # Keys every instance or node already has; recipes may not redeclare them.

@@ -42,6 +42,8 @@ class Overrides:
     # Harmless oddities worth telling the user (a key given twice: the last value wins).
     warnings: tuple[str, ...] = field(default=(), compare=False)
     node_inputs: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    # `deploy --scalable`: the run accepts scale actions in Ready whatever the recipe says.
+    scalable: bool = False
 
     @classmethod
     def parse(

@@ -34,7 +34,7 @@ from engine.compile.runspec import build_spec
 from engine.coordination.coordinator import Coordinator, token_hash
 from engine.coordination.hub import Hub
 from engine.coordination.keys import mapped_copies, with_copies
-from engine.errors import SlipstreamError, StateLocked
+from engine.errors import SlipstreamError, StateLocked, TerraformError
 from engine.files import make_dirs, write_atomic
 from engine.recipes.clouds import CloudsConfig
 from engine.recipes.model import Deployment
@@ -43,6 +43,8 @@ from engine.runs.capacity import available_mib, check_local_capacity
 from engine.runs.endpoints import Endpoints
 from engine.runs.launcher import server_file, token_file
 from engine.runs.locks import RunLock, RunLocked
+from engine.runs.params import builtin_params
+from engine.runs.scaling import CHECK_IN_SHARE, Scaler
 from engine.runs.teardown import launcher_argv, runner_env, sweep_sandboxes
 from engine.store.runstore import NewInstance, NewRun, RunStore
 from engine.terraform.binary import TerraformExe
@@ -60,6 +62,8 @@ STATE_LOCK_WAIT_S = 300.0
 REPORT_GRACE_S = 45.0
 # Events a run's document carries: its last ones (an instance may post a thousand).
 SUMMARY_EVENTS = 1000
+# The share of a state's timeout left when instances not checked in count as failed.
+TOLERANCE = 1.0 - CHECK_IN_SHARE
 # States of a run still on its way to Ready, in order.
 T = TypeVar("T")
 _ON_THE_WAY = ("Initializing", "Provisioning", "Executing", "SendingReports")
@@ -222,6 +226,12 @@ class RunManager:
         finally:
             self.release(run_id)
 
+    def serving(self, run_id: str) -> None:
+        """Start (once) the server the agents of ``run_id`` talk to and point them at it:
+        a later action on a Ready run (a scale) from a process that did not drive it."""
+        if self.serve is not None:
+            self._serving = ThreadPoolExecutor(1).submit(self._serve_run, run_id)
+
     def _serve_run(self, run_id: str) -> Endpoints:
         assert self.serve is not None
         self.endpoints = self.serve()
@@ -264,11 +274,14 @@ class RunManager:
                     self.coordinator.set_state(run_id, "Provisioning", expect="Initializing")
                 self._apply_all(run_id)
                 self.store.set_checkpoint(run_id, "applied")
+                self._scale_states(run_id, "creating", "created")
             # The clouds are applied: the Provisioning barrier may release once all voted.
             # From here the barriers move the run themselves, in the votes' write path.
             self._served()
             self.coordinator.arm(run_id, "Provisioning")
             self._follow(run_id)
+            if self.coordinator.refresh(run_id)[0] == "Ready":
+                self._scale_states(run_id, "created", "operational")
         except Exception as err:
             if self._stopping.is_set():
                 return self.coordinator.flags(run_id)[0]  # resumed at the next start
@@ -278,15 +291,32 @@ class RunManager:
             return self.coordinator.flags(run_id)[0]
         return self._after(run_id)
 
+    def _scale_states(self, run_id: str, before: str, after: str) -> None:
+        """Move the ``scale.state`` of every live instance at ``before`` to ``after``."""
+        values = self.coordinator.cache(run_id).values
+        live = self.coordinator.expected(run_id)
+        moved = {
+            f"{name}:scale.state": after
+            for name in live
+            if values.get(f"{name}:scale.state") == before
+        }
+        if moved:
+            self.coordinator.publish(run_id, moved)
+
     def _follow(self, run_id: str) -> None:
         """Wait while the run goes to Ready; abort it if it stays in one state too long."""
         timeout_s = self._timeout(run_id)
+        tolerated = False
         while True:
             state, abort = self.coordinator.refresh(run_id)
             if abort is not None or state not in _ON_THE_WAY or self._stopping.is_set():
                 return
             deadline = self.coordinator.cache(run_id).state_since + timeout_s
             left = deadline - time.time()
+            if state == "Provisioning" and not tolerated and left <= timeout_s * TOLERANCE:
+                tolerated = True  # max_failures: who has not checked in by now is dropped
+                Scaler(self).tolerate(run_id)
+                continue
             if left <= 0:
                 self.coordinator.abort(run_id, self._timeout_message(run_id, state, timeout_s))
                 return
@@ -375,9 +405,18 @@ class RunManager:
         return variables
 
     def _runner(
-        self, run_id: str, cloud: str, extra_env: dict[str, str] | None = None
+        self,
+        run_id: str,
+        cloud: str,
+        extra_env: dict[str, str] | None = None,
+        errored: list[TfEvent] | None = None,
     ) -> TerraformRunner:
+        """A runner of ``cloud``'s root whose notable events go to the run's log (and its
+        errored resources to ``errored``)."""
+
         def on_event(event: TfEvent) -> None:
+            if errored is not None and event.type in ("apply_errored", "provision_errored"):
+                errored.append(event)
             if (
                 event.type
                 in ("apply_complete", "apply_errored", "change_summary", "provision_errored")
@@ -413,7 +452,8 @@ class RunManager:
         extra_env = {}
         if step == "apply" and "local" in clouds.values():
             extra_env[isolation.BWRAP_ENV] = self._isolation(run_id)
-        runners = {cloud: self._runner(run_id, cloud, extra_env) for cloud in clouds}
+        errored: dict[str, list[TfEvent]] = {cloud: [] for cloud in clouds}
+        runners = {c: self._runner(run_id, c, extra_env, errored[c]) for c in clouds}
 
         def one(cloud: str) -> None:
             runner = runners[cloud]
@@ -434,7 +474,11 @@ class RunManager:
             elif step == "apply":
                 _retry_locked(lambda: runner.plan(variables))
                 self._served()  # the agents the apply starts need their server
-                runner.apply()
+                try:
+                    runner.apply()
+                except TerraformError as err:
+                    if not self._tolerate_apply(run_id, cloud, errored[cloud], err):
+                        raise
                 self._record_outputs(run_id, runner.output())
             else:
                 _retry_locked(lambda: runner.destroy(variables))
@@ -461,6 +505,26 @@ class RunManager:
             pool.shutdown(wait=False)
         for future in futures:
             future.result()
+
+    def _tolerate_apply(
+        self, run_id: str, cloud: str, errored: list[TfEvent], err: TerraformError
+    ) -> bool:
+        """``max_failures``: when only instances failed in the apply of ``cloud`` (not a
+        shared resource), drop them if their nodes tolerate it; False: the error stands."""
+        spec = self.coordinator.spec(run_id)
+        failed = set()
+        for event in errored:
+            if not event.resource:
+                continue
+            name, _, key = event.resource.partition("[")
+            node, index = name.rsplit(".", 1)[-1], key.strip('"]')
+            if node not in spec["nodes"] or not index.isdigit():
+                return False  # a shared resource failed: no instance to drop
+            failed.add(f"{node}.{index}")
+        if not failed or self._stopping.is_set() or self.coordinator.refresh(run_id)[1]:
+            return False
+        why = f"failed at the cloud `{cloud}` ({err})"
+        return Scaler(self).drop(run_id, failed, why.replace("\n", " ")[:600])
 
     def _isolation(self, run_id: str) -> str:
         """The bwrap every `local` launcher of this apply uses ("" for none), found once,
@@ -602,28 +666,6 @@ def _retry_locked_result(step: Callable[[], T]) -> T:
     found: list[T] = []
     _retry_locked(lambda: found.append(step()))
     return found[0]
-
-
-def builtin_params(instance: str, body: dict[str, Any], cloud: str) -> dict[str, str]:
-    """What the engine sets for an instance when its run is created (DESIGN section 4), under
-    our names and SlipStream's (``hostname`` and ``instanceid`` follow once it exists).
-
-    >>> body = {"multiplicity": 2, "image": "ubuntu-22.04", "size": "small"}
-    >>> builtin_params("web.2", body, "local")["web.2:node_instance_name"]
-    'web.2'
-    """
-    node, _, index = instance.partition(".")
-    values = {
-        "nodename": node,
-        "id": index,
-        "node_instance_name": instance,
-        "cloud": cloud,
-        "cloudservice": cloud,
-        "multiplicity": str(body["multiplicity"]),
-        "service-offer": str(body["size"]),
-        "image.id": str(body["image"]),
-    }
-    return {f"{instance}:{key}": value for key, value in values.items()}
 
 
 def _retry_locked(step: Callable[[], object]) -> None:

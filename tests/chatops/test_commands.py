@@ -140,7 +140,7 @@ def test_reading_commands_answer_only_the_asker(served: Served) -> None:
     assert "*Ready*" in answers["status"]["text"] or "Ready" in answers["status"]["text"]
     assert "w.1:greeting = hi" in answers["params"]["text"]
     assert "run entered Ready" in answers["logs"]["text"]
-    assert "scaling is not available yet" in answers["scale"]["text"]
+    assert f"run `{run_id}` is not scalable" in answers["scale"]["text"]
     assert run_id in answers["mine"]["text"]
     assert run_id in answers["list-1"]["text"] and run_id in answers["list-2"]["text"]
     assert [c.fields["user"] for c in slack.calls if c.method == "users.info"].count("UDAVE") == 1

@@ -96,6 +96,7 @@ def test_the_openapi_document_validates_and_documents_every_route(served: Served
         "/api/v1/runs/{run_id}/params",
         "/api/v1/runs/{run_id}/reject",
         "/api/v1/runs/{run_id}/resume",
+        "/api/v1/runs/{run_id}/scale",
         "/api/v1/runs/{run_id}/terminate",
         "/api/v1/tokens",
         "/api/v1/tokens/{token_id}",
@@ -355,3 +356,28 @@ def test_expired_and_revoked_tokens_are_refused_with_the_reason(
     assert_error(served.call("DELETE", f"/api/v1/tokens/{other['id']}", alice), 409, "conflict")
     listed = served.client(other["token"], "list")
     assert (listed.returncode, listed.stderr) == (1, f"list: token {other['id']} was revoked\n")
+
+
+def test_a_scale_refused_is_409_naming_the_state_or_400_and_changes_nothing(
+    served: Served, tokens: dict[str, str]
+) -> None:
+    plain = held_run(served, tokens["alice"], "scaleless")
+    files = bundle("scaly")
+    files["scaly.yaml"] = files["scaly.yaml"].replace("nodes:", "scalable: true\nnodes:")
+    made = served.call(
+        "POST", RUNS, tokens["alice"], {"deployment": "scaly", "files": files, "hold": True}
+    )
+    assert made.status == 201, made.raw
+    scaly = str(made.json["id"])
+    list(served.stream(f"{RUNS}/{scaly}/events/stream?until=settled", tokens["alice"]))
+    before = snapshot(served, tokens["root"], scaly)
+    answer = served.call("POST", f"{RUNS}/{plain}/scale", tokens["alice"], {"changes": ["one=+1"]})
+    assert "is not scalable" in assert_error(answer, 409, "conflict")["message"]
+    answer = served.call("POST", f"{RUNS}/{scaly}/scale", tokens["alice"], {"changes": ["one=+1"]})
+    refusal = assert_error(answer, 409, "conflict")["message"]
+    assert "is Initializing: only a run in Ready" in refusal
+    answer = served.call("POST", f"{RUNS}/{scaly}/scale", tokens["alice"], {"changes": ["one=2"]})
+    assert "NODE=+N" in assert_error(answer, 400, "invalid")["message"]
+    answer = served.call("POST", f"{RUNS}/{scaly}/scale", tokens["bob"], {"changes": ["one=+1"]})
+    assert answer.status in (403, 404), answer.raw
+    assert snapshot(served, tokens["root"], scaly) == before

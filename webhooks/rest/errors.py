@@ -29,6 +29,7 @@ from engine.errors import (
     RecipeInvalid,
     SlipstreamError,
     TerraformError,
+    UsageError,
 )
 from engine.runs.jobs import Stopped
 from engine.runs.locks import RunLocked
@@ -71,6 +72,7 @@ def classify(err: Exception) -> tuple[int, dict[str, Any]]:
         (NotAuthenticated, 401, "unauthenticated"),
         (NotFound, 404, "not_found"),
         (Conflict, 409, "conflict"),
+        (UsageError, 400, "invalid"),
         (RunLocked, 409, "conflict"),
         (Fenced, 409, "conflict"),
         (CloudError, 422, "cloud_refused"),

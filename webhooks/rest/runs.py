@@ -145,6 +145,21 @@ def runs_blueprint(service: Service, auth: HTTPTokenAuth) -> APIBlueprint:
         service.reject,
     )
 
+    @bp.post("/runs/<run_id>/scale")
+    @bp.auth_required(auth)
+    @bp.input(s.ScaleRequest, arg_name="body")
+    @bp.output(s.RunAction, status_code=202)
+    @bp.doc(responses=[400, 403, 409, 503])
+    def scale(run_id: str, body: dict[str, Any]) -> ResponseReturnValue:
+        """Scale a scalable run in Ready
+
+        `changes` `["worker=+2"]` adds two instances, `["worker=-1"]` removes the newest;
+        `remove` `["worker.3"]` removes that one (one node, one direction, at most 100).
+        409 when the run is not scalable or not in Ready. Needs `deploy` on the run.
+        """
+        state = service.scale(actor(), run_id, body["changes"], body["remove"])
+        return {"id": run_id, "state": state}, 202
+
     @bp.get("/runs/<run_id>/params")
     @bp.auth_required(auth)
     @bp.output(s.Params)

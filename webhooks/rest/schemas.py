@@ -179,6 +179,21 @@ class RunAction(Schema):
     state = String(required=True, metadata={"description": "the state now; a job goes on"})
 
 
+class ScaleRequest(Schema):
+    changes = List(
+        String(validate=Length(max=80)),
+        load_default=list,
+        validate=Length(max=16),
+        metadata={"description": "NODE=+N or NODE=-N", "example": ["worker=+2"]},
+    )
+    remove = List(
+        String(validate=Length(max=80)),
+        load_default=list,
+        validate=Length(max=100),
+        metadata={"description": "instances to remove, NODE.INDEX (without `changes`)"},
+    )
+
+
 class Params(Schema):
     id = String(required=True)
     params = Dict(
