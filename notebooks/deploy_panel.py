@@ -21,6 +21,7 @@ import ipywidgets as w
 
 import notebooks.render as render
 from engine.errors import SlipstreamError
+from engine.recipes.schema import MAX_MULTIPLICITY
 from notebooks.backend import Backend, BackendError, DeployRequest
 from notebooks.fields import InputField
 from notebooks.follow import RunFollower
@@ -37,6 +38,7 @@ class DeployPanel:
         self.form: DeploymentForm | None = None
         self.fields: dict[str, InputField] = {}
         self.cloud_pickers: dict[str, w.Dropdown] = {}
+        self.counts: dict[str, w.BoundedIntText] = {}
         self.run_id = ""
         self.follower: RunFollower | None = None
         self.recipe = w.Combobox(
@@ -80,6 +82,9 @@ class DeployPanel:
 
     # -- what the user sees ------------------------------------------------------------
 
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        return self.widget._repr_mimebundle_(**kwargs)
+
     def say(self, text: str, error: bool = False) -> None:
         self.message.value = render.message(text, error)
 
@@ -99,7 +104,7 @@ class DeployPanel:
         ref = self.recipe.value.strip()
         self.plan_button.disabled = self.deploy_button.disabled = True
         self.nodes_box.children, self.inputs_box.children = (), ()
-        self.form, self.fields, self.cloud_pickers = None, {}, {}
+        self.form, self.fields, self.cloud_pickers, self.counts = None, {}, {}, {}
         if not ref:
             self.say("pick a recipe first", error=True)
             return
@@ -114,8 +119,16 @@ class DeployPanel:
             picker = w.Dropdown(options=options, value=node.clouds[0], description=node.name)
             picker.tooltip = f"{node.multiplicity} instance(s) of node {node.name}"
             self.cloud_pickers[node.name] = picker
+            count = w.BoundedIntText(
+                value=node.multiplicity, min=1, max=MAX_MULTIPLICITY, description="×"
+            )
+            count.tooltip = f"how many instances of {node.name}"
+            count.layout.width = "120px"
+            self.counts[node.name] = count
         self.fields = {name: InputField(spec) for name, spec in self.form.inputs.items()}
-        self.nodes_box.children = tuple(self.cloud_pickers.values())
+        self.nodes_box.children = tuple(
+            w.HBox([self.cloud_pickers[n], self.counts[n]]) for n in self.cloud_pickers
+        )
         self.inputs_box.children = tuple(f.widget for f in self.fields.values())
         ready = self.backend is not None
         self.plan_button.disabled = self.deploy_button.disabled = not ready
@@ -145,7 +158,12 @@ class DeployPanel:
             for node, picker in self.cloud_pickers.items()
             if (picker.value,) != self.form.nodes[node].clouds
         }
-        return DeployRequest(self.recipe.value.strip(), inputs, clouds)
+        counts = {
+            node: int(box.value)
+            for node, box in self.counts.items()
+            if box.value != self.form.nodes[node].multiplicity
+        }
+        return DeployRequest(self.recipe.value.strip(), inputs, clouds, counts)
 
     # -- actions ---------------------------------------------------------------------------
 
@@ -179,6 +197,20 @@ class DeployPanel:
         self.view.clear()
         self.follower = RunFollower(self.backend, self.run_id, self.view.show, self.view.fail)
         self.follower.start()
+
+    def summary(self) -> dict[str, Any]:
+        """What the panel shows, as plain data: the run, its state, abort, instances (with
+        their status line and address), links, and the message (for scripts and tests)."""
+        doc = self.view.doc
+        return {
+            "run": self.run_id,
+            "state": self.view.state,
+            "abort": doc.get("abort"),
+            "instances": render.instances(doc.get("params") or {}),
+            "links": render.run_links(doc),
+            "message": render.text_of(self.message.value),
+            "error": bool(self.error),
+        }
 
     def wait(self, timeout: float = 600) -> dict[str, Any]:
         """Block until the run settles (Ready or over); its document. For scripts: the

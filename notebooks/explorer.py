@@ -82,7 +82,8 @@ class RunExplorer:
             [self.destroy_button, self.scale_node, self.scale_count, self.scale_button]
         )
         self.refresh_button.on_click(lambda _: self.refresh())
-        self.picker.observe(lambda change: self.select(change["new"]), names="value")
+        self._quiet = False  # the list is being redone: the selection is not the user's
+        self.picker.observe(self._picked, names="value")
         self.destroy_button.on_click(lambda _: self.ask_destroy())
         self.scale_button.on_click(lambda _: self.ask_scale())
         self.confirm_button.on_click(lambda _: self.confirm())
@@ -109,6 +110,36 @@ class RunExplorer:
             self.say(error, error=True)
         elif backend is not None:
             self.refresh()
+
+    @classmethod
+    def open(
+        cls, url: str | None = None, token: str | None = None, *, home: str | None = None
+    ) -> RunExplorer:
+        """The explorer of this folder's home, or of ``url`` with ``token``; a backend that
+        cannot be used is said in the panel."""
+        from pathlib import Path
+
+        from notebooks.panel import connect
+
+        try:
+            return cls(connect(url, token, Path(home) if home else None))
+        except BackendError as err:
+            return cls(None, f"cannot use the service: {err}")
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        return self.widget._repr_mimebundle_(**kwargs)
+
+    def summary(self) -> dict[str, Any]:
+        """What the explorer shows, as plain data (for scripts and tests)."""
+        return {
+            "runs": [(r["id"], r["deployment"], r["state"]) for r in self.runs],
+            "selected": self.picker.value,
+            "state": self.view.state,
+            "timeline": "data-state=" in self.view.chart.value,
+            "reports": self.reports_view.value.count("<li>"),
+            "message": render.text_of(self.message.value),
+            "error": bool(self.error),
+        }
 
     def say(self, text: str, error: bool = False) -> None:
         self.message.value = render.message(text, error)
@@ -141,14 +172,23 @@ class RunExplorer:
             return
         self.table.value = render.runs(self.runs)
         chosen = self.picker.value
-        self.picker.options = [
-            (f"{r['id']} · {r['deployment']} · {r['state']}", r["id"]) for r in self.runs
-        ]
-        if chosen in self.run_ids:
-            self.picker.value = chosen
+        self._quiet = True
+        try:
+            self.picker.options = [
+                (f"{r['id']} · {r['deployment']} · {r['state']}", r["id"]) for r in self.runs
+            ]
+            self.picker.value = chosen if chosen in self.run_ids else None
+        finally:
+            self._quiet = False
+        if chosen is not None and self.picker.value is None:
+            self.select(None)  # the shown run is filtered out
         self.say(f"{len(self.runs)} run(s)")
 
     # -- one run ---------------------------------------------------------------------------
+
+    def _picked(self, change: dict[str, Any]) -> None:
+        if not self._quiet:
+            self.select(change["new"])
 
     def select(self, run_id: str | None) -> None:
         """Show a run's details, timeline and reports, live while it moves."""

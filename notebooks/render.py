@@ -33,6 +33,15 @@ def message(text: str, error: bool = False) -> str:
     return f'<div class="{kind}" style="color:{colour};white-space:pre-wrap">{body}</div>'
 
 
+def text_of(markup: str) -> str:
+    """The text of a message's HTML, lines kept.
+
+    >>> text_of(message("a < b\nc", error=True))
+    'a < b\nc'
+    """
+    return html.unescape(re.sub(r"<[^>]+>", "", markup.replace("<br>", "\n")))
+
+
 def instances(params: dict[str, str]) -> list[dict[str, str]]:
     """One row per instance: cloud, address (hostname), status line (``statecustom``)."""
     rows: dict[str, dict[str, str]] = {}

@@ -23,7 +23,7 @@ from typing import Any
 import typer
 from typer.core import TyperCommand, TyperGroup
 
-from engine.cli import accounts, inspection, inventory, recipes, runs, serve
+from engine.cli import accounts, dashboard, inspection, inventory, recipes, runs, serve
 from engine.cli.output import printable
 from engine.errors import SlipstreamError, StoreError
 
@@ -69,6 +69,10 @@ COMMANDS: list[tuple[str, Callable[..., None]]] = [  # in this order in --help
     ("inventory", inventory.inventory),
     ("schema", recipes.schema),
     ("serve", serve.serve),
+    (
+        "dashboard",
+        dashboard.dashboard,
+    ),  # its module is cheap: Voilà loads in the process it becomes
 ]
 for name, function in COMMANDS:
     app.command(name, cls=_Command)(function)
