@@ -119,7 +119,7 @@ class RunExplorer:
         cannot be used is said in the panel."""
         from pathlib import Path
 
-        from notebooks.panel import connect
+        from notebooks.connect import connect
 
         try:
             return cls(connect(url, token, Path(home) if home else None))

@@ -21,33 +21,9 @@ from typing import Any
 import ipywidgets as w
 
 from notebooks.backend import Backend, BackendError
+from notebooks.connect import connect
 from notebooks.deploy_panel import DeployPanel
 from notebooks.explorer import RunExplorer
-
-
-def connect(
-    url: str | None = None,
-    token: str | None = None,
-    home: Path | None = None,
-    root: Path | None = None,
-    ca_file: str | None = None,
-) -> Backend:
-    """The backend asked for: remote with ``url`` (its token checked now), else embedded."""
-    if url or token:
-        from notebooks.remote import RemoteBackend
-
-        if not url or not token:
-            raise BackendError("a remote service needs both url= and token=")
-        backend: Backend = RemoteBackend(url, token, ca_file, root)
-        try:
-            backend.whoami()
-        except BackendError:
-            backend.close()
-            raise
-        return backend
-    from notebooks.embedded import EmbeddedBackend
-
-    return EmbeddedBackend.open(home, root)
 
 
 class Panel:

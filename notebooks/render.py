@@ -34,7 +34,7 @@ def message(text: str, error: bool = False) -> str:
 
 
 def text_of(markup: str) -> str:
-    """The text of a message's HTML, lines kept.
+    r"""The text of a message's HTML, lines kept.
 
     >>> text_of(message("a < b\nc", error=True))
     'a < b\nc'

@@ -43,8 +43,11 @@ def dashboard_notebook() -> Path | None:
 def voila_argv(notebook: Path, host: str, port: int) -> list[str]:
     """The Voilà command serving ``notebook`` (pure: tested by equality).
 
-    >>> voila_argv(Path("/n/dashboard.ipynb"), "127.0.0.1", 8866)[3:]
-    ['--no-browser', '--Voila.ip=127.0.0.1', '--port=8866', '--Voila.port_retries=0']
+    >>> argv = voila_argv(Path("/n/dashboard.ipynb"), "127.0.0.1", 8866)
+    >>> argv[1:6]
+    ['-m', 'voila', '--no-browser', '--Voila.ip=127.0.0.1', '--port=8866']
+    >>> argv[6:]
+    ['--Voila.port_retries=0', '/n/dashboard.ipynb']
     """
     return [
         sys.executable,
