@@ -83,13 +83,14 @@ class InputField:
         text = self.text()
         if self.spec.locked and text != self.initial:
             return f"input `{self.spec.name}` is locked by the recipe: it stays `{self.initial}`"
-        if text == "" and self.spec.default is None and not self.spec.optional:
-            if self.spec.type == "enum":
-                return f"input `{self.spec.name}` needs one of {', '.join(self.spec.choices)}"
-            return f"input `{self.spec.name}` needs a value"
-        if text == "" and self.spec.type != "string":
+        if text == "" and self.spec.type == "enum":
+            return f"input `{self.spec.name}` needs one of {', '.join(self.spec.choices)}"
+        if text == "" and (self.spec.type != "string" or not self._may_be_empty()):
             return f"input `{self.spec.name}` needs a value"
         return check_value(self.spec, text) if text else None
+
+    def _may_be_empty(self) -> bool:
+        return self.spec.default is not None or self.spec.optional
 
     def changed(self) -> bool:
         """Whether the value differs from the recipe's (only those are sent)."""
