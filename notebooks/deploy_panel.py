@@ -77,8 +77,9 @@ class DeployPanel:
                 self.view.widget,
             ]
         )
-        if error:
-            self.say(error, error=True)
+        self.unusable = error or ("" if backend else "no service to deploy to")
+        if self.unusable:
+            self.say(self.unusable, error=True)
 
     # -- what the user sees ------------------------------------------------------------
 
@@ -169,8 +170,11 @@ class DeployPanel:
 
     def plan(self) -> None:
         """Show what a deploy would do, per cloud (``terraform plan``; nothing is stored)."""
+        if self.backend is None:
+            self.say(self.unusable, error=True)
+            return
         request = self.request()
-        if request is None or self.backend is None:
+        if request is None:
             return
         self.say("planning…")
         try:
@@ -182,8 +186,11 @@ class DeployPanel:
 
     def deploy(self) -> None:
         """Start the run and follow it in the background."""
+        if self.backend is None:
+            self.say(self.unusable, error=True)
+            return
         request = self.request()
-        if request is None or self.backend is None:
+        if request is None:
             return
         if self.follower is not None and self.follower.is_alive():
             self.say(f"run {self.run_id} is still being followed", error=True)
