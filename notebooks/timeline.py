@@ -123,16 +123,36 @@ def _instance_key(name: str) -> tuple[str, int]:
     return (node, int(index)) if index.isdigit() else (name, 0)
 
 
+#: Width of the marker for a run at rest (Ready): its time is left out of the scale.
+REST_W = 6.0
+AT_REST = ("Ready",)
+
+
+def _work_clock(rows: dict[str, list[Segment]]) -> tuple[float, float, list[tuple[float, float]]]:
+    """(first start, seconds of work, the at-rest spans left out of the scale)."""
+    segments = [s for row in rows.values() for s in row]
+    start = min(s.start for s in segments)
+    end = max(s.end for s in segments)
+    rests = sorted({(s.start, s.end) for s in segments if s.state in AT_REST})
+    return start, (end - start) - sum(b - a for a, b in rests), rests
+
+
 def render_svg(rows: dict[str, list[Segment]], width: int = 720) -> str:
     """An SVG chart: a bar per instance, coloured by state, pale where it waited; each
-    piece's tooltip says its state and duration."""
+    piece's tooltip says its state and duration. Time at rest (Ready) is a thin marker, so
+    the scale shows where the work went however long a run has been up."""
     if not rows or not any(rows.values()):
         return '<p class="ss-timeline-empty">no timeline yet: the run has not started</p>'
-    start = min(s.start for row in rows.values() for s in row)
-    end = max(s.end for row in rows.values() for s in row)
-    total = max(end - start, 1e-6)
+    start, work, rests = _work_clock(rows)
     label_w, bar_h, gap, top = 110, 16, 6, 22
-    plot_w = width - label_w - 10
+    plot_w = width - label_w - 40 - REST_W * len(rests)
+    scale = plot_w / max(work, 1e-6)
+
+    def x_of(at: float) -> float:
+        left_out = sum(min(b, at) - a for a, b in rests if a < at)
+        markers = sum(1 for a, _ in rests if a < at)
+        return label_w + (at - start - left_out) * scale + REST_W * markers
+
     height = top + len(rows) * (bar_h + gap) + 24
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="ss-timeline" width="{width}" '
@@ -142,8 +162,8 @@ def render_svg(rows: dict[str, list[Segment]], width: int = 720) -> str:
         ypos = top + y * (bar_h + gap)
         parts.append(f'<text x="0" y="{ypos + 12}">{html.escape(name)}</text>')
         for seg in row:
-            x = label_w + (seg.start - start) / total * plot_w
-            w = max((seg.end - seg.start) / total * plot_w, 1.0)
+            x = x_of(seg.start)
+            w = REST_W if seg.state in AT_REST else max((seg.end - seg.start) * scale, 1.0)
             colour = COLOURS.get(seg.state, "#bdbdbd")
             opacity = "0.35" if seg.waiting else "1"
             what = f"{seg.state}{' (waiting for others)' if seg.waiting else ''}"
@@ -156,7 +176,10 @@ def render_svg(rows: dict[str, list[Segment]], width: int = 720) -> str:
     axis_y = top + len(rows) * (bar_h + gap) + 14
     for i in range(5):
         x = label_w + i / 4 * plot_w
-        parts.append(f'<text x="{x:.1f}" y="{axis_y}">{total * i / 4:.1f} s</text>')
+        anchor = "end" if i == 4 else "start"
+        parts.append(
+            f'<text x="{x:.1f}" y="{axis_y}" text-anchor="{anchor}">{work * i / 4:.1f} s</text>'
+        )
     legend_x = label_w
     for state in ("Provisioning", "Executing", "SendingReports", "Ready"):
         parts.append(

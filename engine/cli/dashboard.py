@@ -46,8 +46,8 @@ def voila_argv(notebook: Path, host: str, port: int) -> list[str]:
     >>> argv = voila_argv(Path("/n/dashboard.ipynb"), "127.0.0.1", 8866)
     >>> argv[1:6]
     ['-m', 'voila', '--no-browser', '--Voila.ip=127.0.0.1', '--port=8866']
-    >>> argv[6:]
-    ['--Voila.port_retries=0', '/n/dashboard.ipynb']
+    >>> argv[6], argv[-1]
+    ('--Voila.port_retries=0', '/n/dashboard.ipynb')
     """
     return [
         sys.executable,
@@ -57,6 +57,9 @@ def voila_argv(notebook: Path, host: str, port: int) -> list[str]:
         f"--Voila.ip={host}",
         f"--port={port}",
         "--Voila.port_retries=0",
+        # Each page load has its kernel: end those of pages closed and idle for 5 minutes.
+        "--MappingKernelManager.cull_idle_timeout=300",
+        "--MappingKernelManager.cull_interval=60",
         str(notebook),
     ]
 
