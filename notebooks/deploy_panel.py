@@ -200,6 +200,11 @@ class DeployPanel:
         except BackendError as err:
             self.say(f"deploy refused, nothing started:\n{err}", error=True)
             return
+        # A secret stays in the kernel no longer than needed, and never in a saved notebook
+        # (widget state is saved with it): type it again for the next run.
+        for field in self.fields.values():
+            if field.spec.sensitive:
+                field.widget.value = ""
         self.say(f"run {self.run_id} started")
         self.view.clear()
         self.follower = RunFollower(self.backend, self.run_id, self.view.show, self.view.fail)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from notebooks.backend import BackendError, DeployRequest
 from notebooks.deploy_panel import DeployPanel
 from notebooks.embedded import EmbeddedBackend
 from notebooks.render import text_of
@@ -122,3 +123,38 @@ def test_a_recipe_that_does_not_load_is_said(panel: DeployPanel, probe_root: Pat
     panel.load_button.click()
     assert "unknown deployment `no-such-recipe`" in shown(panel)
     nothing_started(panel)
+
+
+class Recorder:
+    """A backend that records what it is asked to deploy (the run is never followed far)."""
+
+    where = "recorder"
+
+    def __init__(self) -> None:
+        self.requests: list[DeployRequest] = []
+
+    def clouds(self) -> list[str]:
+        return ["local"]
+
+    def deploy(self, request: DeployRequest) -> str:
+        self.requests.append(request)
+        return "r1"
+
+    def events(self, run_id: str, after: int = 0) -> list[dict[str, object]]:
+        raise BackendError("gone")
+
+    def run(self, run_id: str) -> dict[str, object]:
+        raise BackendError("gone")
+
+
+def test_a_secret_is_sent_then_cleared_from_its_widget(probe_root: Path) -> None:
+    backend = Recorder()
+    panel = DeployPanel(backend, probe_root)  # type: ignore[arg-type]
+    panel.recipe.value = "probes"
+    assert panel.set_input("password", "hunter2-secret") and panel.set_input("label", "x")
+    panel.deploy_button.click()
+    assert panel.follower is not None
+    panel.follower.stop()
+    assert backend.requests[0].inputs["password"] == "hunter2-secret"
+    assert panel.fields["password"].widget.value == ""
+    assert text_of(panel.message.value) == "run r1 started"
