@@ -74,12 +74,13 @@ def table(headers: list[str], rows: list[list[str]], css: str = "") -> str:
 
 
 def state_badge(state: str) -> str:
-    colour = STATE_COLOUR.get(state, "#1565c0")
+    colour = STATE_COLOUR.get(state.split(" ")[0], "#1565c0")
     return f'<b class="ss-state" style="color:{colour}">{e(state)}</b>'
 
 
-def run_view(doc: dict[str, Any], run_state: str) -> str:
-    """A run's state, abort (red), instances, parameters and, at Ready, its links."""
+def run_view(doc: dict[str, Any], run_state: str, states: dict[str, str] | None = None) -> str:
+    """A run's state, abort (red), instances (``states``: each one's, else the run's),
+    parameters and, at Ready, its links."""
     parts = [f"<div>run <code>{e(doc['id'])}</code> of <b>{e(doc.get('deployment', ''))}</b>: "]
     parts.append(state_badge(run_state) + "</div>")
     if doc.get("abort"):
@@ -89,7 +90,13 @@ def run_view(doc: dict[str, Any], run_state: str) -> str:
         )
     params = doc.get("params") or {}
     rows = [
-        [e(i["name"]), state_badge(run_state), e(i["status"]), e(i["address"]), e(i["cloud"])]
+        [
+            e(i["name"]),
+            state_badge((states or {}).get(i["name"], run_state)),
+            e(i["status"]),
+            e(i["address"]),
+            e(i["cloud"]),
+        ]
         for i in instances(params)
     ]
     parts.append(table(["instance", "state", "status", "address", "cloud"], rows, "ss-instances"))

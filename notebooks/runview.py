@@ -17,7 +17,21 @@ from typing import Any
 import ipywidgets as w
 
 import notebooks.render as render
-from notebooks.timeline import render_svg, timeline
+from notebooks.timeline import Segment, render_svg, timeline
+
+
+def instance_states(rows: dict[str, list[Segment]]) -> dict[str, str]:
+    """Each instance's state now: the run's, and whether it waits for the others there.
+
+    >>> instance_states({"a.1": [Segment("Executing", 0, 1), Segment("Executing", 1, 2, True)]})
+    {'a.1': 'Executing (done, waiting)'}
+    """
+    found = {}
+    for name, row in rows.items():
+        if row:
+            last = row[-1]
+            found[name] = f"{last.state} (done, waiting)" if last.waiting else last.state
+    return found
 
 
 class RunView:
@@ -35,11 +49,10 @@ class RunView:
     def show(self, doc: dict[str, Any], events: list[dict[str, Any]]) -> None:
         self.doc = doc
         self.state = str(doc.get("state", ""))
-        self.summary.value = render.run_view(doc, self.state)
         instances = [row["name"] for row in render.instances(doc.get("params") or {})]
-        self.chart.value = "<div><b>timeline</b></div>" + render_svg(
-            timeline(events, instances, time.time())
-        )
+        rows = timeline(events, instances, time.time())
+        self.summary.value = render.run_view(doc, self.state, instance_states(rows))
+        self.chart.value = "<div><b>timeline</b></div>" + render_svg(rows)
         self.log.value = "<div><b>events</b></div>" + render.events(events)
         self.error.value = ""
 
