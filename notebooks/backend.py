@@ -13,7 +13,10 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from engine.recipes.clouds import CloudsConfig
 
 
 class BackendError(Exception):
@@ -23,7 +26,8 @@ class BackendError(Exception):
 @dataclass(frozen=True)
 class DeployRequest:
     """What a deploy or a plan asks for: a recipe (a path or a name), its deployment
-    inputs (text, as the CLI's ``--input``) and a cloud per node."""
+    inputs (text, as the CLI's ``--input``), clouds per node (comma-separated, used
+    round-robin) and instance counts."""
 
     recipe: str
     inputs: dict[str, str] = field(default_factory=dict)
@@ -53,6 +57,9 @@ class Backend(Protocol):
 
     def clouds(self) -> list[str]:
         """Cloud names a node may go to (``local`` always among them)."""
+
+    def clouds_config(self) -> CloudsConfig:
+        """The clouds recipes are checked against when the panel reads them."""
 
     def plan(self, request: DeployRequest) -> dict[str, Any]:
         """``{"deployment", "clouds": {cloud: {"add", "change", "destroy", "nodes"}}}``."""

@@ -110,14 +110,19 @@ class DeployPanel:
             self.say("pick a recipe first", error=True)
             return
         try:
-            self.form = load_form(ref, self.root)
+            config = self.backend.clouds_config() if self.backend else None
+            self.form = load_form(ref, self.root, config)
             clouds = self.backend.clouds() if self.backend else ["local"]
         except (SlipstreamError, BackendError) as err:
             self.say(f"recipe `{ref}`:\n{err}", error=True)
             return
         for node in self.form.nodes.values():
-            options = sorted({*clouds, *node.clouds})
-            picker = w.Dropdown(options=options, value=node.clouds[0], description=node.name)
+            options = [(c, c) for c in sorted({*clouds, *node.clouds})]
+            if len(node.clouds) > 1:  # the recipe spreads the node: keep that on offer
+                spread = ",".join(node.clouds)
+                options.insert(0, (f"{', '.join(node.clouds)} (round-robin)", spread))
+            picker = w.Dropdown(options=options, description=node.name)
+            picker.value = ",".join(node.clouds)
             picker.tooltip = f"{node.multiplicity} instance(s) of node {node.name}"
             self.cloud_pickers[node.name] = picker
             count = w.BoundedIntText(
@@ -157,7 +162,7 @@ class DeployPanel:
         clouds = {
             node: str(picker.value)
             for node, picker in self.cloud_pickers.items()
-            if (picker.value,) != self.form.nodes[node].clouds
+            if picker.value != ",".join(self.form.nodes[node].clouds)
         }
         counts = {
             node: int(box.value)

@@ -28,6 +28,7 @@ from notebooks.recipes import root_for
 
 if TYPE_CHECKING:
     from engine.coordination.coordinator import Coordinator
+    from engine.recipes.clouds import CloudsConfig
     from engine.runs.endpoints import Endpoints
 
 PAGE = 1000
@@ -89,12 +90,14 @@ class EmbeddedBackend:
     def whoami(self) -> str:
         return self.actor.name
 
-    def clouds(self) -> list[str]:
+    def clouds_config(self) -> CloudsConfig:
         try:
-            names = self.service.clouds().names()
+            return self.service.clouds()
         except SlipstreamError as err:
             raise BackendError(f"clouds.yaml: {err}") from err
-        return sorted({"local", *names})
+
+    def clouds(self) -> list[str]:
+        return sorted({"local", *self.clouds_config().names()})
 
     def _overrides(self, request: DeployRequest) -> Overrides:
         return Overrides.parse(

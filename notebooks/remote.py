@@ -18,6 +18,7 @@ from typing import Any
 
 from engine.cli.client import ApiError, ClientSetupError, ServiceClient
 from engine.errors import SlipstreamError
+from engine.recipes.clouds import CloudsConfig, load_home_clouds
 from notebooks.backend import BackendError, DeployRequest, RunQuery
 from notebooks.recipes import bundle
 
@@ -57,15 +58,17 @@ class RemoteBackend:
     def whoami(self) -> str:
         return str(self._call("GET", "/whoami")["name"])
 
-    def clouds(self) -> list[str]:
-        from engine.recipes.clouds import load_home_clouds
+    def clouds_config(self) -> CloudsConfig:
+        """This machine's ``clouds.yaml`` (the REST API does not list the service's)."""
         from notebooks.embedded import home_from_env
 
         try:
-            names = load_home_clouds(home_from_env()).names()
+            return load_home_clouds(home_from_env())
         except SlipstreamError:
-            names = []
-        return sorted({"local", *names})
+            return CloudsConfig.default()
+
+    def clouds(self) -> list[str]:
+        return sorted({"local", *self.clouds_config().names()})
 
     def _body(self, request: DeployRequest) -> dict[str, Any]:
         try:
@@ -76,7 +79,7 @@ class RemoteBackend:
             "deployment": ref,
             "files": files,
             "inputs": dict(request.inputs),
-            "clouds": {node: [cloud] for node, cloud in request.clouds.items()},
+            "clouds": {node: names.split(",") for node, names in request.clouds.items()},
             "multiplicity": dict(request.multiplicity),
         }
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from engine.recipes.clouds import CloudsConfig
 from notebooks.backend import BackendError, DeployRequest
 from notebooks.deploy_panel import DeployPanel
 from notebooks.embedded import EmbeddedBackend
@@ -52,7 +53,8 @@ def test_widgets_follow_the_declared_types(panel: DeployPanel) -> None:
     assert panel.fields["colour"].widget.options == ("red", "green")
     assert panel.fields["workers"].widget.value == 2
     assert panel.fields["fast"].widget.value is False
-    assert list(panel.cloud_pickers) == ["p"] and "local" in panel.cloud_pickers["p"].options
+    assert list(panel.cloud_pickers) == ["p"]
+    assert panel.cloud_pickers["p"].options == (("local", "local"),)
 
 
 @pytest.mark.parametrize(
@@ -136,6 +138,9 @@ class Recorder:
     def clouds(self) -> list[str]:
         return ["local"]
 
+    def clouds_config(self) -> CloudsConfig:
+        return CloudsConfig.default()
+
     def deploy(self, request: DeployRequest) -> str:
         self.requests.append(request)
         return "r1"
@@ -158,3 +163,36 @@ def test_a_secret_is_sent_then_cleared_from_its_widget(probe_root: Path) -> None
     assert backend.requests[0].inputs["password"] == "hunter2-secret"
     assert panel.fields["password"].widget.value == ""
     assert text_of(panel.message.value) == "run r1 started"
+
+
+def test_clouds_come_from_the_home_and_a_spread_node_stays_spread(
+    tmp_path: Path, probe_root: Path
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir(mode=0o700)
+    (home / "clouds.yaml").write_text("clouds:\n  aws-eu: {type: aws, region: eu-west-1}\n")
+    (probe_root / "spread.yaml").write_text(
+        "kind: deployment\nname: spread\nnodes:\n"
+        "  p: {component: debian, multiplicity: 2, cloud: [local, aws-eu]}\n"
+    )
+    backend = EmbeddedBackend.open(home, probe_root)
+    try:
+        panel = DeployPanel(backend, probe_root)
+        panel.recipe.value = "spread"
+        assert not panel.error, panel.message.value
+        picker = panel.cloud_pickers["p"]
+        assert picker.value == "local,aws-eu"
+        assert list(picker.options) == [
+            ("local, aws-eu (round-robin)", "local,aws-eu"),
+            ("aws-eu", "aws-eu"),
+            ("local", "local"),
+        ]
+        request = panel.request()
+        assert request is not None and request.clouds == {}  # as the recipe says
+        picker.value = "local"
+        request = panel.request()
+        assert request is not None and request.clouds == {"p": "local"}
+        panel.counts["p"].value = 1
+        assert panel.request().multiplicity == {"p": 1}  # type: ignore[union-attr]
+    finally:
+        backend.close()
