@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean tools
+.PHONY: demo test lint bench clean tools notebooks dashboard
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,12 +21,14 @@ test: $(STAMP) tools  ## every test, with real Terraform and real processes
 # System tools the tests use, installed when missing where we are root with apt-get:
 # bubblewrap isolates `local` instances (README: Isolation on the local cloud) and the tests
 # check that it does; the ssh cloud's end-to-end test makes its hosts with iproute2 (network
-# namespaces) and Debian's sshd.
+# namespaces) and Debian's sshd; the dashboard's test opens the page in Debian's chromium
+# (driven by Playwright, which downloads no browser of its own).
 tools:
 	@missing=""; \
 	command -v bwrap >/dev/null 2>&1 || missing="$$missing bubblewrap"; \
 	command -v ip >/dev/null 2>&1 || missing="$$missing iproute2"; \
 	test -x /usr/sbin/sshd || missing="$$missing openssh-server"; \
+	test -x /usr/bin/chromium || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
@@ -34,6 +36,13 @@ tools:
 	    echo "missing:$$missing (apt-get install$$missing)" >&2; \
 	  fi; \
 	fi
+
+# The notebooks' kernels start in notebooks/: point them at the home the CLI uses here.
+notebooks: $(STAMP)  ## the tutorials in JupyterLab (deploy.ipynb, explore.ipynb)
+	SLIPSTREAM_HOME="$${SLIPSTREAM_HOME:-$(CURDIR)/.slipstream}" $(BIN)/jupyter lab notebooks/
+
+dashboard: $(STAMP)  ## the run explorer as a web page on http://127.0.0.1:8866/
+	$(BIN)/slipstream dashboard
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

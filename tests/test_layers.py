@@ -54,11 +54,14 @@ ALLOWED: dict[str, set[str]] = {
     "engine.access": BASE | {"engine.store"},
     INVENTORY: ENGINE_BELOW_SERVICE | SHARED,
     "engine.service": ENGINE_BELOW_SERVICE | SHARED | {"engine.access", INVENTORY},
-    "engine.cli": ENGINE_FOR_FRONT_DOORS | {"webhooks", "chatops"},
+    "engine.cli": ENGINE_FOR_FRONT_DOORS | {"webhooks", "chatops", "engine.cli.client"},
+    # The REST API's client: the standard library only, so notebooks reuse it.
+    "engine.cli.client": set(),
     "engine": ENGINE_FOR_FRONT_DOORS,  # modules at the top of engine/ other than the base
     "webhooks": ENGINE_FOR_FRONT_DOORS | {"chatops"},
     "chatops": ENGINE_FOR_FRONT_DOORS,
-    "notebooks": ENGINE_FOR_FRONT_DOORS,
+    # Embedded, a notebook serves its runs' agents (webhooks) as the embedded CLI does.
+    "notebooks": ENGINE_FOR_FRONT_DOORS | {"webhooks", "engine.cli.client"},
 }
 FRAMEWORKS = (
     "flask",

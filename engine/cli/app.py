@@ -25,6 +25,7 @@ from typer.core import TyperCommand, TyperGroup
 
 from engine.cli import (
     accounts,
+    dashboard,
     images,
     inspection,
     inventory,
@@ -83,6 +84,8 @@ COMMANDS: list[tuple[str, Callable[..., None]]] = [  # in this order in --help
     ("images", images.images),
     ("usage", quotas.usage),
     ("scale", scale.scale),
+    # Its module is cheap: Voilà loads in the process the command becomes.
+    ("dashboard", dashboard.dashboard),
 ]
 for name, function in COMMANDS:
     app.command(name, cls=_Command)(function)

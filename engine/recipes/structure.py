@@ -14,15 +14,27 @@ Example:
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable
 from typing import Any
-
-from jsonschema import Draft7Validator
-from jsonschema.exceptions import ValidationError
 
 from engine.errors import Mark, Problem
 from engine.recipes.schema import PATTERN_HELP
 from engine.recipes.yamlsrc import Located
+
+# Where rfc3987_syntax is installed (Jupyter's packages bring it), importing jsonschema
+# imports it to check the `iri` format, and it builds a grammar then: seconds on every
+# command that loads a recipe. Our schemas check no format: jsonschema is imported
+# without it, and the module stays importable for whoever wants it later.
+_SKIPPED = "rfc3987_syntax" not in sys.modules
+if _SKIPPED:
+    sys.modules["rfc3987_syntax"] = None  # type: ignore[assignment]
+try:
+    from jsonschema import Draft7Validator
+    from jsonschema.exceptions import ValidationError
+finally:
+    if _SKIPPED:
+        del sys.modules["rfc3987_syntax"]
 
 _TYPE_WORDS = {
     "object": "a mapping",

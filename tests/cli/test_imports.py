@@ -21,6 +21,8 @@ from tests.e2e import REPO
 
 # Never for --help or list. To forbid more, add a module (or package) name here or below.
 HEAVY = ("jsonschema", "flask", "alembic", "engine.terraform", "engine.compile", "webhooks")
+# `slipstream dashboard` is registered like any command: Voilà and the widgets never load.
+HEAVY += ("ipywidgets", "IPython", "voila", "notebooks")
 # Typer coerces arguments with pydantic; commands with flags only need not load it (app.py).
 NOT_FOR_HELP = (*HEAVY, "pydantic", "sqlalchemy", "yaml", "engine.store", "engine.service")
 # `list` opens the store, which imports SQLAlchemy until the store branch takes it off the
