@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from engine.runs.jobs import JobRunner
     from engine.runs.locks import RunLock
     from engine.runs.manager import RunManager
+    from engine.runs.scalespec import ScaleAction
 
 # Given the coordinator, starts serving agents; returns (their addresses, stop function).
 Serve = Callable[[Coordinator], "tuple[Endpoints, Callable[[], None]]"]
@@ -264,17 +265,26 @@ class Service:
 
         Example: ``service.scale(actor, "0f3a…", ["worker=+2"])`` → ``'Ready'``.
         """
+        from engine.runs.scaling import Scaler
+
+        action = self.check_scale(actor, run_id, changes, remove)
+        scaler = Scaler(self.manager())
+        if self.jobs is None:
+            return scaler.scale(run_id, action, actor.name)
+        self.jobs.submit(run_id, "scale", lambda: scaler.scale(run_id, action, actor.name))
+        return self._state(run_id)
+
+    def check_scale(
+        self, actor: Actor, run_id: str, changes: Sequence[str] = (), remove: Sequence[str] = ()
+    ) -> ScaleAction:
+        """What :meth:`scale` would do, refused as it would be, without doing it."""
         from engine.runs.scalespec import parse_scale
         from engine.runs.scaling import Scaler
 
         self.run_for(actor, run_id, "deploy")
         action = parse_scale(changes, remove)
-        scaler = Scaler(self.manager())
-        scaler.check(run_id, action)
-        if self.jobs is None:
-            return scaler.scale(run_id, action, actor.name)
-        self.jobs.submit(run_id, "scale", lambda: scaler.scale(run_id, action, actor.name))
-        return self._state(run_id)
+        Scaler(self.manager()).check(run_id, action)
+        return action
 
     def approve(self, actor: Actor, run_id: str) -> str:
         """Let a run held for approval go on (the actor needs ``approve`` on it)."""

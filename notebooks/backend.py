@@ -83,7 +83,33 @@ class Backend(Protocol):
         """(archive name, its bytes or None when this backend cannot fetch them)."""
 
     def scale(self, run_id: str, node: str, count: int) -> str:
-        """Change a node's multiplicity (BackendError while the service has no such call)."""
+        """Scale ``node`` of a scalable run in Ready to ``count`` instances (the newest go
+        first when it shrinks); the run's state once the action is accepted."""
 
     def close(self) -> None:
         """Stop what the backend started (the agents' server, follow threads)."""
+
+
+def scale_change(params: dict[str, str], node: str, count: int) -> str:
+    """The service's relative scale spec that takes ``node`` from its multiplicity in the
+    run's ``params`` to ``count`` instances.
+
+    Example:
+        >>> scale_change({"web:multiplicity": "2"}, "web", 5)
+        'web=+3'
+        >>> scale_change({"web:multiplicity": "2"}, "web", 1)
+        'web=-1'
+        >>> scale_change({"web:multiplicity": "2"}, "db", 1)
+        Traceback (most recent call last):
+        ...
+        notebooks.backend.BackendError: this run has no node `db`
+    """
+    current = params.get(f"{node}:multiplicity")
+    if current is None or not current.isdigit():
+        raise BackendError(f"this run has no node `{node}`")
+    if count < 0:
+        raise BackendError(f"a node cannot have {count} instances")
+    delta = count - int(current)
+    if delta == 0:
+        raise BackendError(f"node `{node}` already has {count} instance(s)")
+    return f"{node}={delta:+d}"

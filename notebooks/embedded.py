@@ -23,7 +23,7 @@ from engine.errors import SlipstreamError
 from engine.recipes.overrides import Overrides
 from engine.service import Service
 from engine.store.runstore import RunFilter, RunRecord
-from notebooks.backend import BackendError, DeployRequest, RunQuery
+from notebooks.backend import BackendError, DeployRequest, RunQuery, scale_change
 from notebooks.recipes import root_for
 
 if TYPE_CHECKING:
@@ -217,7 +217,16 @@ class EmbeddedBackend:
         return found
 
     def scale(self, run_id: str, node: str, count: int) -> str:
-        raise BackendError("scale: not available yet (the service has no scale call)")
+        try:
+            change = scale_change(self.service.params(self.actor, run_id), node, count)
+            # Refusals (not scalable, not Ready, a bad spec) come now, before the thread.
+            self.service.check_scale(self.actor, run_id, [change])
+        except SlipstreamError as err:
+            raise BackendError(str(err)) from err
+        if self.busy(run_id):
+            raise BackendError(f"run `{run_id}` is busy in this notebook")
+        self._background(run_id, lambda: self.service.scale(self.actor, run_id, [change]))
+        return str(self.service.get_run(self.actor, run_id)["state"])
 
     def close(self) -> None:
         self.service.close()

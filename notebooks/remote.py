@@ -19,7 +19,7 @@ from typing import Any
 from engine.cli.client import ApiError, ClientSetupError, ServiceClient
 from engine.errors import SlipstreamError
 from engine.recipes.clouds import CloudsConfig, load_home_clouds
-from notebooks.backend import BackendError, DeployRequest, RunQuery
+from notebooks.backend import BackendError, DeployRequest, RunQuery, scale_change
 from notebooks.recipes import bundle
 
 PAGE = 1000
@@ -134,7 +134,10 @@ class RemoteBackend:
         return names
 
     def scale(self, run_id: str, node: str, count: int) -> str:
-        raise BackendError("scale: not available yet (the service has no scale call)")
+        params = self._call("GET", f"/runs/{run_id}/params")["params"]
+        change = scale_change(params, node, count)
+        body = {"changes": [change], "remove": []}
+        return str(self._call("POST", f"/runs/{run_id}/scale", body)["state"])
 
     def close(self) -> None:
         self.client.close()

@@ -6,6 +6,7 @@ REST API (one deployment for the module)."""
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,6 +35,12 @@ def runs_of(served: Served, token: str) -> list[dict[str, str]]:
     answer = served.call("GET", "/api/v1/runs", token)
     assert answer.status == 200, answer.raw
     return list(answer.json["runs"])
+
+
+def served_params(served: Served, token: str, run_id: str) -> dict[str, str]:
+    answer = served.call("GET", f"/api/v1/runs/{run_id}/params", token)
+    assert answer.status == 200, answer.raw
+    return dict(answer.json["params"])
 
 
 def closed_port() -> int:
@@ -129,9 +136,21 @@ def test_a_run_through_the_rest_api(served: Served, token: str) -> None:
     shown = explorer.summary()
     assert shown["state"] == "Ready" and shown["timeline"] and shown["reports"] == 2
     explorer.scale_node.value = "worker"
+    explorer.scale_count.value = 1  # what it has: refused, nothing changes
     explorer.scale_button.click()
     explorer.confirm_button.click()
-    assert "scale: not available yet" in text_of(explorer.message.value)
+    assert "already has 1 instance(s)" in text_of(explorer.message.value)
+    explorer.scale_count.value = 2
+    explorer.scale_button.click()
+    explorer.confirm_button.click()
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        params = served_params(served, token, summary["run"])
+        if params.get("worker:ids") == "1,2" and runs_of(served, token)[0]["state"] == "Ready":
+            break
+        time.sleep(0.5)
+    assert params.get("worker:ids") == "1,2", params
+    assert params.get("head.1:statecustom", "").startswith("answer "), params
     explorer.destroy_button.click()
     explorer.cancel_button.click()  # asked, then cancelled: nothing happens
     assert runs_of(served, token)[0]["state"] == "Ready"
