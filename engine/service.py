@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from engine.recipes.clouds import CloudsConfig
     from engine.recipes.overrides import Overrides
     from engine.runs.endpoints import Endpoints
-    from engine.runs.jobs import JobRunner
+    from engine.runs.jobs import Jobs
     from engine.runs.locks import RunLock
     from engine.runs.manager import RunManager
 
@@ -65,7 +65,7 @@ class Service:
         serve: Serve | None,
         clouds_path: Path | None = None,
         *,
-        jobs: JobRunner | None = None,
+        jobs: Jobs | None = None,
     ) -> None:
         self.home = home
         # What was made private in a home others could read (HomeUnusable when unsafe).

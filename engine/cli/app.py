@@ -23,7 +23,7 @@ from typing import Any
 import typer
 from typer.core import TyperCommand, TyperGroup
 
-from engine.cli import accounts, inspection, inventory, recipes, runs, serve
+from engine.cli import accounts, inspection, inventory, recipes, runs, scaled, serve
 from engine.cli.output import printable
 from engine.errors import SlipstreamError, StoreError
 
@@ -69,6 +69,7 @@ COMMANDS: list[tuple[str, Callable[..., None]]] = [  # in this order in --help
     ("inventory", inventory.inventory),
     ("schema", recipes.schema),
     ("serve", serve.serve),
+    ("worker", scaled.worker),
 ]
 for name, function in COMMANDS:
     app.command(name, cls=_Command)(function)
@@ -76,6 +77,7 @@ for name, group in (
     ("user", accounts.users),
     ("token", accounts.tokens),
     ("right", accounts.rights),
+    ("db", scaled.db),
 ):
     app.add_typer(group, name=name)
 

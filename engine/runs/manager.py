@@ -47,6 +47,7 @@ from engine.runs.teardown import launcher_argv, runner_env, sweep_sandboxes
 from engine.store.runstore import NewInstance, NewRun, RunStore
 from engine.terraform.binary import TerraformExe
 from engine.terraform.events import TfEvent
+from engine.terraform.pgbackend import PgBackend
 from engine.terraform.runner import TerraformRunner
 
 # How often a running apply looks at the abort flag, and the driver at flags another
@@ -89,12 +90,21 @@ class RunManager:
         self._creations: dict[str, RunLock] = {}
         self._stopping = threading.Event()
         self._serving: Future[Endpoints] | None = None
+        # On PostgreSQL (the scaled mode) Terraform keeps its state there too, so any
+        # worker can continue any run and the backend's lock stops a second apply.
+        conninfo = getattr(store.database, "conninfo", None)
+        self.state_backend = PgBackend.from_url(conninfo) if conninfo else None
 
     def stop(self) -> None:
         """The process is stopping: running drives return at their next step (Terraform is
         interrupted cleanly, its state kept) without aborting their runs, which resume from
         their checkpoints when driven again."""
         self._stopping.set()
+
+    @property
+    def stopping(self) -> bool:
+        """Whether :meth:`stop` was called (a drive that returned may not be finished)."""
+        return self._stopping.is_set()
 
     def run_dir(self, run_id: str) -> Path:
         return self.home / "runs" / run_id
@@ -377,12 +387,12 @@ class RunManager:
                     },
                 )
 
-        return TerraformRunner(
-            self.terraform,
-            self.run_dir(run_id) / "tf" / cloud,
-            runner_env(self.home) | (extra_env or {}),
-            on_event=on_event,
-        )
+        root = self.run_dir(run_id) / "tf" / cloud
+        env = runner_env(self.home) | (extra_env or {})
+        if self.state_backend is not None:
+            self.state_backend.write(root)
+            env |= self.state_backend.env(run_id, cloud)
+        return TerraformRunner(self.terraform, root, env, on_event=on_event)
 
     def _each_cloud(self, run_id: str, step: str) -> None:
         """Run ``step`` (apply or destroy) on every cloud root at once.

@@ -205,6 +205,9 @@ class RunStore:
         self._fence_sql = (
             "SELECT state, abort_message, checkpoint FROM runs WHERE id = ?" + database.lock_row
         )
+        # Scaled mode: a NOTIFY in the transaction of each coordination write, so the other
+        # processes' caches and waiters learn of it at commit (engine.coordination.replicas).
+        self.announce: Callable[[Connection, dict[str, Any]], None] | None = None
 
     @classmethod
     def open(cls, url: str) -> RunStore:
@@ -396,6 +399,8 @@ class RunStore:
                 conn.execute(_UPSERT_PARAM, (run_id, "ss:state", state, now))
                 if event is not None:
                     conn.execute(_INSERT_EVENT, _event_row(run_id, now, event))
+                if self.announce is not None:
+                    self.announce(conn, {"r": run_id, "k": "s", "s": state})
             return moved
 
         return self._group.submit_nowait(write, after)
@@ -434,6 +439,8 @@ class RunStore:
                 conn.execute(_UPSERT_PARAM, (run_id, "ss:abort", message, now))
                 if event is not None:
                     conn.execute(_INSERT_EVENT, _event_row(run_id, now, event))
+                if self.announce is not None:
+                    self.announce(conn, {"r": run_id, "k": "a", "m": message, "c": cancelled})
             return raised
 
         return self._group.submit_nowait(write, after)
@@ -509,6 +516,8 @@ class RunStore:
             if fenced:
                 self._fence(conn, run_id)
             conn.executemany(_UPSERT_PARAM, rows)
+            if self.announce is not None:
+                self.announce(conn, {"r": run_id, "k": "p", "v": dict(values)})
 
         return self._group.submit_nowait(write, after)
 
@@ -558,6 +567,8 @@ class RunStore:
             if fenced:
                 self._fence(conn, run_id)
             conn.execute(_UPSERT_VOTE, args)
+            if self.announce is not None:
+                self.announce(conn, {"r": run_id, "k": "v", "i": instance, "s": state})
 
         return self._group.submit_nowait(write, after)
 
