@@ -93,7 +93,7 @@ def worker(
     )
 
     def ready(w: Worker) -> None:
-        where = f"; ops {w.ops.url}" if w.ops is not None else ""
+        where = f"; ops at {w.ops.url}" if w.ops is not None else ""
         typer.echo(f"worker {w.name}: {concurrency} at once, agents via {agents}{where}", err=True)
 
     Worker(service_home(), url, settings).run(stopping, ready)

@@ -117,6 +117,7 @@ def run_job(
     worker = context.worker_name or "worker"
     data = {"job": job.id, "task": name, "worker": worker, "attempts": job.attempts}
     with current_run(run_id):
+        log.info("%s job %s started%s on %s", name, job.id, attempt, worker)
         service.store.add_event(run_id, "job", f"{name} job {job.id} started{attempt}", data)
         try:
             state = work(service)
@@ -129,6 +130,7 @@ def run_job(
             service.store.add_event(run_id, "job", message, data)
             raise Interrupted(message)
         service.store.add_event(run_id, "job", f"{name} job {job.id} done: {state}", data)
+        log.info("%s job %s done: %s", name, job.id, state)
         return state
 
 

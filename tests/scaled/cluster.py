@@ -49,6 +49,7 @@ def _json(text: str | None) -> Any:
 class Worker:
     proc: subprocess.Popen[bytes]
     log: Path
+    ops_url: str = ""
 
     def kill9(self) -> None:
         os.kill(self.proc.pid, signal.SIGKILL)
@@ -135,10 +136,11 @@ class Cluster:
     def worker(self, name: str, via: int = 1, concurrency: int = 2) -> Worker:
         log = self.base / f"worker-{name}.log"
         args = ["worker", "--concurrency", str(concurrency), "--stall-after", str(self.stall_s)]
-        args += ["--agents", self.agents_url(self.replicas[via])]
+        args += ["--agents", self.agents_url(self.replicas[via]), "--ops-port", "0"]
+        args.append("--json-logs")
         proc = self._popen(args, log)
-        self._await(proc, log, "worker ")
-        return Worker(proc, log)
+        line = self._await(proc, log, "worker ")
+        return Worker(proc, log, line.rsplit("ops at ", 1)[-1].strip())
 
     def call(self, replica: Served, method: str, path: str, body: Any = None) -> Any:
         answer = replica.call(method, path, self.token, body)

@@ -5,8 +5,10 @@ replica 1; workers are killed with SIGKILL mid-run."""
 from __future__ import annotations
 
 import itertools
+import json
 import threading
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -111,6 +113,20 @@ def test_deploy_through_one_replica_agents_on_another_abort_crosses(cluster: Clu
     status, body, returned = got[0]
     assert status == 409 and b"db.1 gave up" in body, (status, body)
     assert returned - raised < 15  # generous: the machine is loaded; bench/scaled.py times it
+
+    # Operations: /metrics on a replica and on a worker, JSON log lines with the run id.
+    text = b.call("GET", "/metrics").raw.decode()
+    assert 'slipstream_agent_requests_total{route="vote"}' in text, text
+    assert "slipstream_wake_latency_seconds_count" in text, text
+    assert 'slipstream_runs{state="Ready"} 1' in text, text
+    worker = job_worker(cluster, run_id)
+    with urllib.request.urlopen(worker.ops_url + "/metrics", timeout=30) as page:
+        text = page.read().decode()
+    assert 'slipstream_jobs{status="succeeded"} 1' in text, text
+    with urllib.request.urlopen(worker.ops_url + "/healthz", timeout=30) as page:
+        assert json.loads(page.read())["ok"] is True
+    lines = [json.loads(x) for x in worker.log.read_text().splitlines() if x.startswith("{")]
+    assert any(x["run_id"] == run_id and "drive job" in x["message"] for x in lines), lines
 
 
 def kill_mid(cluster: Cluster, run_id: str, trigger: str, until: str) -> tuple[dict[str, str], str]:
