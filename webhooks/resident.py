@@ -124,13 +124,16 @@ class ResidentService:
         url = os.environ.get("SLIPSTREAM_DATABASE_URL", "")
         self.scaled = url.startswith("postgres")
         self.jobs: Jobs
+        queued = None
         if self.scaled:
             from engine.scaled.queue import QueuedJobs
 
-            self.jobs = QueuedJobs.open(url)
+            self.jobs = queued = QueuedJobs.open(url)
         else:
             self.jobs = JobRunner(settings.workers)
         self.service = Service(home, self._endpoints, jobs=self.jobs)
+        if queued is not None:  # workers on other hosts get each run's files from the store
+            queued.keep_files(self.service.store, home)
         self.replicas: Any = None
         self.server: HttpServer | None = None
         self.slack: SlackFrontDoor | None = None

@@ -94,6 +94,7 @@ class RunManager:
         # worker can continue any run and the backend's lock stops a second apply.
         conninfo = getattr(store.database, "conninfo", None)
         self.state_backend = PgBackend.from_url(conninfo) if conninfo else None
+        self._workspaces: set[tuple[str, str]] = set()  # prepared by this process
 
     def stop(self) -> None:
         """The process is stopping: running drives return at their next step (Terraform is
@@ -392,6 +393,9 @@ class RunManager:
         if self.state_backend is not None:
             self.state_backend.write(root)
             env |= self.state_backend.env(run_id, cloud)
+            if (run_id, cloud) not in self._workspaces:
+                self.state_backend.prepare(self.terraform.argv, root, env)
+                self._workspaces.add((run_id, cloud))
         return TerraformRunner(self.terraform, root, env, on_event=on_event)
 
     def _each_cloud(self, run_id: str, step: str) -> None:

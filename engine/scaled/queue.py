@@ -18,8 +18,10 @@ Example (not run: it needs PostgreSQL)::
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import procrastinate
@@ -27,6 +29,8 @@ from procrastinate import exceptions as pexc
 
 from engine.runs.jobs import Stopped
 from engine.runs.locks import RunLocked
+from engine.scaled import runfiles
+from engine.store.runstore import RunStore
 
 if TYPE_CHECKING:
     from engine.service import Service
@@ -116,9 +120,12 @@ def run_job(
     attempt = f" (attempt {job.attempts + 1})" if job.attempts else ""
     worker = context.worker_name or "worker"
     data = {"job": job.id, "task": name, "worker": worker, "attempts": job.attempts}
-    with current_run(run_id):
+    with current_run(run_id), run_lock(service.store, run_id):
         log.info("%s job %s started%s on %s", name, job.id, attempt, worker)
         service.store.add_event(run_id, "job", f"{name} job {job.id} started{attempt}", data)
+        restored = runfiles.restore(service.store, service.home, run_id)
+        if restored:
+            log.info("restored %d file(s) of the run from the store", len(restored))
         try:
             state = work(service)
         except BaseException as err:
@@ -131,7 +138,31 @@ def run_job(
             raise Interrupted(message)
         service.store.add_event(run_id, "job", f"{name} job {job.id} done: {state}", data)
         log.info("%s job %s done: %s", name, job.id, state)
+        run = service.store.get_run(run_id)
+        if run is not None and run.checkpoint == "destroyed":
+            runfiles.forget_tokens(service.store, run_id)
         return state
+
+
+@contextmanager
+def run_lock(store: RunStore, run_id: str) -> Iterator[None]:
+    """Hold the run's lock in PostgreSQL while a job of it runs, on a connection of its
+    own: it goes with the worker's process (a kill -9 closes the connection), and no two
+    workers on any hosts drive one run at once, even one taken for dead that was not.
+    RunLocked (the job is retried a little later) while another holds it."""
+    import psycopg
+
+    conninfo = getattr(store.database, "conninfo", None)
+    if conninfo is None:
+        yield
+        return
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT pg_try_advisory_lock(hashtext(%s))", (f"slipstream-run:{run_id}",)
+        ).fetchone()
+        if not (row and row[0]):
+            raise RunLocked(f"run `{run_id}` is driven by another worker")
+        yield  # closing the connection lets go of the lock
 
 
 class QueuedJobs:
@@ -140,6 +171,12 @@ class QueuedJobs:
     def __init__(self, app: procrastinate.App) -> None:
         self.app = app
         self._stopping = False
+        self._keep: tuple[RunStore, Path] | None = None
+
+    def keep_files(self, store: RunStore, home: Path) -> None:
+        """Save each run's files in ``store`` (from ``home``) before its first job, so a
+        worker on another host can drive it (:mod:`engine.scaled.runfiles`)."""
+        self._keep = (store, home)
 
     @classmethod
     def open(cls, url: str) -> QueuedJobs:
@@ -154,6 +191,8 @@ class QueuedJobs:
         task = ALIASES.get(name, name)
         if task not in JOB_NAMES:
             raise ValueError(f"no `{name}` job in the scaled mode yet")
+        if self._keep is not None:
+            runfiles.save(*self._keep, run_id)
         future: Future[Any] = Future()
         deferrer = self.app.configure_task(
             f"slipstream.{task}", lock=run_id, queueing_lock=f"{run_id}:{task}", queue=QUEUE

@@ -21,16 +21,20 @@ Example:
 
 from __future__ import annotations
 
+import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit, urlunsplit
 
 from engine.canonical import dumps
+from engine.errors import SlipstreamError
 from engine.files import write_atomic
 
 #: The file beside a root's ``main.tf.json`` that selects the backend.
 BACKEND_FILE = "backend.tf.json"
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "")
+_PREPARE_LOCK_KEY = 7411003  # pg_advisory_lock key: one workspace preparation at a time
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,40 @@ class PgBackend:
         text = dumps(self.document())
         if not path.exists() or path.read_text(encoding="utf-8") != text:
             write_atomic(path, text)
+
+    def prepare(self, argv: list[str], root: Path, env: Mapping[str, str]) -> None:
+        """Make the root's workspace exist before Terraform runs in it with ``TF_WORKSPACE``
+        (``init`` refuses a workspace that does not exist once the schema holds others):
+        ``init`` and ``workspace new`` in the default workspace, under an advisory lock so
+        that Terraform's first creation of its table never races another's."""
+        import psycopg
+
+        name = env.get("TF_WORKSPACE") or ""
+        plain = {k: v for k, v in env.items() if k != "TF_WORKSPACE"}
+        conninfo = self.conn_str.replace("postgres://", "postgresql://", 1)
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            conn.execute("SELECT pg_advisory_lock(%s)", (_PREPARE_LOCK_KEY,))
+            for args in (["init", "-input=false", "-no-color"], ["workspace", "new", name]):
+                if args[0] == "workspace" and not name:
+                    continue
+                done = subprocess.run(
+                    [*argv, *args],
+                    cwd=root,
+                    env=plain,
+                    capture_output=True,
+                    text=True,
+                    timeout=600,
+                    check=False,
+                )
+                if done.returncode != 0 and "already exists" not in done.stderr + done.stdout:
+                    last = (done.stderr.strip() or done.stdout.strip()).splitlines()[-1:]
+                    raise StateBackendError(
+                        f"terraform {args[0]} for workspace `{name}`: {' '.join(last)}"
+                    )
+
+
+class StateBackendError(SlipstreamError):
+    """Terraform's state in PostgreSQL could not be prepared."""
 
 
 def workspace(run_id: str, cloud: str) -> str:
