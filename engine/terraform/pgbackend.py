@@ -21,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import re
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -34,6 +35,8 @@ from engine.files import write_atomic
 #: The file beside a root's ``main.tf.json`` that selects the backend.
 BACKEND_FILE = "backend.tf.json"
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "")
+# Creating a workspace takes the backend's creation lock, which others' first writes hold.
+LOCK_WAIT = "-lock-timeout=120s"
 _PREPARE_LOCK_KEY = 7411003  # pg_advisory_lock key: one workspace preparation at a time
 
 
@@ -92,7 +95,8 @@ class PgBackend:
         conninfo = self.conn_str.replace("postgres://", "postgresql://", 1)
         with psycopg.connect(conninfo, autocommit=True) as conn:
             conn.execute("SELECT pg_advisory_lock(%s)", (_PREPARE_LOCK_KEY,))
-            for args in (["init", "-input=false", "-no-color"], ["workspace", "new", name]):
+            steps = (["init", "-input=false", "-no-color"], ["workspace", "new", LOCK_WAIT, name])
+            for args in steps:
                 if args[0] == "workspace" and not name:
                     continue
                 done = subprocess.run(
@@ -104,10 +108,12 @@ class PgBackend:
                     timeout=600,
                     check=False,
                 )
-                if done.returncode != 0 and "already exists" not in done.stderr + done.stdout:
-                    last = (done.stderr.strip() or done.stdout.strip()).splitlines()[-1:]
+                said = re.sub(r"\x1b\[[0-9;]*m", "", done.stderr + done.stdout)
+                if done.returncode != 0 and "already exists" not in said:
+                    lines = [x.strip("│╷╵ ") for x in said.splitlines()]
+                    why = " ".join(x for x in lines if x and "CLI configuration" not in x)
                     raise StateBackendError(
-                        f"terraform {args[0]} for workspace `{name}`: {' '.join(last)}"
+                        f"terraform {args[0]} for workspace `{name}`: {why[-600:]}"
                     )
 
 
