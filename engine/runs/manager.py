@@ -430,7 +430,12 @@ class RunManager:
             elif step == "apply":
                 _retry_locked(lambda: runner.plan(variables))
                 self._served()  # the agents the apply starts need their server
-                runner.apply()
+                if self.state_backend is not None:
+                    # The pg backend refuses a lock while any other command of the database
+                    # briefly holds its creation lock: the saved plan is applied once free.
+                    _retry_locked(runner.apply)
+                else:
+                    runner.apply()
                 self._record_outputs(run_id, runner.output())
             else:
                 _retry_locked(lambda: runner.destroy(variables))
