@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import signal
 import threading
 import time
 import urllib.request
@@ -201,3 +202,16 @@ def test_jobs_of_one_deployment_never_overlap(cluster: Cluster, tmp_path: Path) 
     assert len(closed) >= 2, spans
     for first, second in itertools.pairwise(closed):
         assert first[1] <= second[0], f"jobs overlap: {closed}"
+
+
+def test_worker_stopped_gracefully_hands_its_job_on(cluster: Cluster) -> None:
+    run_id = cluster.deploy(cluster.replicas[0])
+    wait_event(cluster, run_id, "Plan: 4 to add")
+    victim = job_worker(cluster, run_id)
+    victim.proc.send_signal(signal.SIGTERM)  # a rolling restart
+    assert victim.proc.wait(timeout=300) == 0, victim.log.read_text()
+    doc = cluster.wait_state(run_id, "Ready", "Aborted", "Cancelled")
+    assert doc["state"] == "Ready", doc
+    assert one_agent_each(run_id) == {} and set(agent_pids(run_id)) == INSTANCES
+    wait_event(cluster, run_id, "interrupted (its worker stops): queued again")
+    wait_event(cluster, run_id, "(attempt 2)")
