@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 QUEUE = "runs"
+_RUN_LOCK_CLASS = 7411004  # first key of the runs' advisory locks
 #: The jobs a worker runs; the others (scale, build, reconcile, plan) are left to do.
 JOB_NAMES = ("drive", "terminate")
 #: Aliases: a resume or an approval drives the run from its checkpoint.
@@ -157,8 +158,9 @@ def run_lock(store: RunStore, run_id: str) -> Iterator[None]:
         yield
         return
     with psycopg.connect(conninfo, autocommit=True) as conn:
+        # The two-key form: a key space apart from Terraform's pg backend (one bigint key).
         row = conn.execute(
-            "SELECT pg_try_advisory_lock(hashtext(%s))", (f"slipstream-run:{run_id}",)
+            "SELECT pg_try_advisory_lock(%s, hashtext(%s))", (_RUN_LOCK_CLASS, run_id)
         ).fetchone()
         if not (row and row[0]):
             raise RunLocked(f"run `{run_id}` is driven by another worker")
