@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from engine.recipes.model import Deployment
     from engine.recipes.overrides import Overrides
     from engine.runs.endpoints import Endpoints
-    from engine.runs.jobs import JobRunner
+    from engine.runs.jobs import Jobs
     from engine.runs.locks import RunLock
     from engine.runs.manager import RunManager
     from engine.runs.scalespec import ScaleAction
@@ -67,7 +67,7 @@ class Service:
         serve: Serve | None,
         clouds_path: Path | None = None,
         *,
-        jobs: JobRunner | None = None,
+        jobs: Jobs | None = None,
     ) -> None:
         self.home = home
         # What was made private in a home others could read (HomeUnusable when unsafe).

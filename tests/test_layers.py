@@ -22,7 +22,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 TOP_PACKAGES = ("engine", "providers_map", "templates", "webhooks", "chatops", "notebooks")
 
-BASE = {"engine.errors", "engine.files", "engine.canonical", "engine.agent"}
+BASE = {"engine.errors", "engine.files", "engine.canonical", "engine.agent", "engine.metrics"}
 ENGINE_BELOW_SERVICE = BASE | {
     "engine.recipes",
     "engine.compile",
@@ -34,12 +34,15 @@ ENGINE_BELOW_SERVICE = BASE | {
 SHARED = {"providers_map", "templates"}
 # Between runs and the service: compares clouds with the runs' states.
 INVENTORY = "engine.inventory"
+# The scaled mode (queue, workers): above the service, which its workers drive runs with.
+SCALED = "engine.scaled"
 ENGINE_FOR_FRONT_DOORS = (
-    ENGINE_BELOW_SERVICE | {"engine.access", INVENTORY, "engine.service"} | SHARED
+    ENGINE_BELOW_SERVICE | {"engine.access", INVENTORY, "engine.service", SCALED} | SHARED
 )
 # What each unit may import besides itself; the longest matching prefix decides.
 ALLOWED: dict[str, set[str]] = {
     "engine.errors": set(),
+    "engine.metrics": set(),
     "engine.files": {"engine.errors"},  # its errors are the product's
     "engine.canonical": set(),
     "engine.agent": set(),
@@ -54,6 +57,7 @@ ALLOWED: dict[str, set[str]] = {
     "engine.access": BASE | {"engine.store"},
     INVENTORY: ENGINE_BELOW_SERVICE | SHARED,
     "engine.service": ENGINE_BELOW_SERVICE | SHARED | {"engine.access", INVENTORY},
+    SCALED: ENGINE_BELOW_SERVICE | SHARED | {"engine.access", INVENTORY, "engine.service"},
     "engine.cli": ENGINE_FOR_FRONT_DOORS | {"webhooks", "chatops", "engine.cli.client"},
     # The REST API's client: the standard library only, so notebooks reuse it.
     "engine.cli.client": set(),

@@ -32,6 +32,7 @@ from engine.agent import AGENT_FILE
 from engine.coordination.coordinator import Coordinator, token_hash
 from engine.coordination.refusals import AgentError, BadRequest, Forbidden, Unauthorized
 from engine.errors import StoreError
+from engine.metrics import METRICS
 
 MAX_REPORT_BYTES = 50 * 1024 * 1024
 # How often a failing store is reported on the server's log.
@@ -84,7 +85,10 @@ class AgentAPI:
     def guarded(self, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         """The route with its caller authenticated, and refusals turned into answers."""
 
+        what = handler.__name__
+
         async def route(request: Request) -> Response:
+            METRICS.count("slipstream_agent_requests_total", route=what)
             try:
                 run_id = request.path_params["run_id"]
                 return await handler(request, run_id, await self.caller(request, run_id))

@@ -33,6 +33,19 @@ async def healthz(request: Request) -> Response:
     return JSONResponse({"ok": True})
 
 
+def metrics_route(service: Service) -> Route:
+    """``/metrics`` (Prometheus text format): agent requests, wake latency, jobs and runs."""
+    from starlette.concurrency import run_in_threadpool
+
+    from engine.scaled.ops import metrics_text
+
+    async def metrics(request: Request) -> Response:
+        text = await run_in_threadpool(metrics_text, service.store)
+        return Response(text, media_type="text/plain; version=0.0.4")
+
+    return Route("/metrics", metrics, methods=["GET"])
+
+
 async def not_found(request: Request, exc: Exception) -> Response:
     message = f"no route {request.method} {request.url.path}"
     return JSONResponse(refusal_body(request, "not_found", message), 404)
@@ -66,6 +79,7 @@ def create_app(
         bridge: Any = WSGIMiddleware(slack, workers=16)
         routes.append(Mount("/slack", app=bridge))
     if service is not None:
+        routes.append(metrics_route(service))
         routes.extend(rest_routes(service))
     return Starlette(routes=routes, exception_handlers={404: not_found, 405: not_allowed})
 

@@ -31,7 +31,7 @@ import yaml
 
 from chatops.settings import SlackSettings
 from engine.runs.endpoints import Endpoints
-from engine.runs.jobs import JobRunner
+from engine.runs.jobs import JobRunner, Jobs
 from engine.service import Service
 from webhooks.app import create_app
 from webhooks.server import HttpServer, Tls
@@ -120,8 +120,21 @@ class ResidentService:
     def __init__(self, home: Path, settings: ServeSettings) -> None:
         self.home = home
         self.settings = settings
-        self.jobs = JobRunner(settings.workers)
+        # Scaled mode (a PostgreSQL URL): jobs go to the queue `slipstream worker`s run.
+        url = os.environ.get("SLIPSTREAM_DATABASE_URL", "")
+        self.scaled = url.startswith("postgres")
+        self.jobs: Jobs
+        queued = None
+        if self.scaled:
+            from engine.scaled.queue import QueuedJobs
+
+            self.jobs = queued = QueuedJobs.open(url)
+        else:
+            self.jobs = JobRunner(settings.workers)
         self.service = Service(home, self._endpoints, jobs=self.jobs)
+        if queued is not None:  # workers on other hosts get each run's files from the store
+            queued.keep_files(self.service.store, home)
+        self.replicas: Any = None
         self.server: HttpServer | None = None
         self.slack: SlackFrontDoor | None = None
         self.endpoints = Endpoints("", "")
@@ -146,6 +159,11 @@ class ResidentService:
                     self.home, [h for h in hosts if h not in ("0.0.0.0", "::")]
                 )
         coordinator = self.service.coordinator
+        if self.scaled:
+            from engine.coordination.replicas import Replicas
+
+            # Writes through other replicas and workers wake this one's long-polls.
+            self.replicas = Replicas(self.service.store, coordinator).start()
         slack = SlackSettings.from_env()
         if slack is not None:
             from chatops.app import SlackFrontDoor
@@ -166,10 +184,11 @@ class ResidentService:
             self.server.unix_url, remote.rstrip("/"), fingerprint(tls.cert) if tls else ""
         )
         self.service.manager()  # built now: its endpoints are the running server's
-        taken = self.service.take_over()
-        if taken:
-            log.info("took over %d run(s): %s", len(taken), ", ".join(taken))
-        self._sweeper.start()
+        if not self.scaled:  # scaled, workers take runs over (stalled jobs are retried)
+            taken = self.service.take_over()
+            if taken:
+                log.info("took over %d run(s): %s", len(taken), ", ".join(taken))
+            self._sweeper.start()
         if self.slack is not None:
             self.slack.start()
         return self
@@ -211,6 +230,8 @@ class ResidentService:
         self.service.coordinator.hub.close()
         if self.server is not None:
             self.server.stop()
+        if self.replicas is not None:
+            self.replicas.stop()
         with contextlib.suppress(Exception):
             self.service.store.close()
         return unfinished

@@ -33,6 +33,7 @@ from engine.cli import (
     recipes,
     runs,
     scale,
+    scaled,
     serve,
 )
 from engine.cli.output import printable
@@ -86,6 +87,7 @@ COMMANDS: list[tuple[str, Callable[..., None]]] = [  # in this order in --help
     ("scale", scale.scale),
     # Its module is cheap: Voilà loads in the process the command becomes.
     ("dashboard", dashboard.dashboard),
+    ("worker", scaled.worker),
 ]
 for name, function in COMMANDS:
     app.command(name, cls=_Command)(function)
@@ -94,6 +96,7 @@ for name, group in (
     ("token", accounts.tokens),
     ("right", accounts.rights),
     ("quota", quotas.quotas),
+    ("db", scaled.db),
 ):
     app.add_typer(group, name=name)
 

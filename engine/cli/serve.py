@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from pathlib import Path
@@ -37,11 +38,19 @@ def serve(
     workers: Annotated[
         int | None, typer.Option("--workers", help="runs driven at once (default 4)")
     ] = None,
+    json_logs: Annotated[
+        bool,
+        typer.Option("--json-logs", help="log JSON lines with the run id (SLIPSTREAM_LOG_JSON)"),
+    ] = False,
 ) -> None:
     """Run the resident service: agents, the REST API and run jobs, until stopped."""
     from webhooks.resident import ResidentService, ServeSettings
 
     home = service_home()
+    if json_logs or os.environ.get("SLIPSTREAM_LOG_JSON", "") not in ("", "0", "false"):
+        from engine.scaled.logs import setup_logging
+
+        setup_logging(True)
     try:
         settings = ServeSettings.load(
             home,

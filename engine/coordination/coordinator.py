@@ -504,3 +504,49 @@ class Coordinator:
         gone = {(run_id, name) for name in names}  # their tokens stop working at once
         self._owners = {h: o for h, o in self._owners.items() if o[0] not in gone}
         self._advance(run_id, cache)
+
+    # -- the scaled mode: writes made by other processes (engine.coordination.replicas) --
+
+    def remote(self, doc: dict[str, Any]) -> None:
+        """Apply a write another process (or this one) committed, announced by NOTIFY:
+        update the run's cache if this process has it, and wake its waiters. Applying a
+        write twice changes nothing, so this process's own announcements are harmless."""
+        run_id = str(doc["r"])
+        cache = self._caches.get(run_id)
+        if cache is None:
+            return  # loaded from the store when first used
+        kind = doc["k"]
+        if kind == "p":
+            values = doc.get("v")
+            if values is None:
+                values = {k: v for k in doc["keys"] if (v := self.store.get_param(run_id, k))}
+            cache.values.update(values)
+            for key, value in values.items():
+                self.hub.notify(run_id, key, payload=param_doc(key, value))
+        elif kind == "v":
+            cache.voters_of(doc["s"]).add(doc["i"])
+            self.hub.notify(run_id, VOTES)
+            self._advance(run_id, cache)
+        elif kind == "s":
+            state = doc["s"]
+            if STATES.index(state) > STATES.index(cache.state):
+                self._entered(run_id, cache, state)
+        elif kind == "a":
+            if cache.abort is None:
+                cache.abort = clip_utf8(doc["m"], MAX_VALUE_BYTES)
+                cache.values["ss:abort"] = cache.abort
+            self.hub.notify_run(run_id)
+        else:
+            self.refresh(run_id)
+
+    def resync(self) -> None:
+        """Re-read every cached run (after notifications may have been missed)."""
+        for run_id, cache in list(self._caches.items()):
+            try:
+                cache.values.update(self.store.params(run_id))
+                for state, voters in self.store.votes_by_state(run_id).items():
+                    cache.voters_of(state).update(voters)
+                self.refresh(run_id)
+                self.hub.notify_run(run_id)
+            except Exception:  # a run deleted meanwhile: forget it
+                self.forget(run_id)

@@ -21,9 +21,22 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
+
+
+class Jobs(Protocol):
+    """What the service needs of its jobs: this module's threads (embedded and resident),
+    or PostgreSQL's queue run by ``slipstream worker`` (:mod:`engine.scaled.queue`)."""
+
+    def submit(self, run_id: str, name: str, work: Callable[[], Any]) -> Future[Any]: ...
+
+    def running(self) -> dict[str, str]: ...
+
+    def pending(self, run_id: str) -> list[str]: ...
+
+    def stop(self, wait_s: float = 30.0) -> list[str]: ...
 
 
 class Stopped(RuntimeError):

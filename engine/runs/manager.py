@@ -49,6 +49,7 @@ from engine.runs.teardown import launcher_argv, runner_env, sweep_sandboxes
 from engine.store.runstore import NewInstance, NewRun, RunStore
 from engine.terraform.binary import TerraformExe
 from engine.terraform.events import TfEvent
+from engine.terraform.pgbackend import PgBackend
 from engine.terraform.runner import TerraformRunner
 
 # How often a running apply looks at the abort flag, and the driver at flags another
@@ -93,12 +94,22 @@ class RunManager:
         self._creations: dict[str, RunLock] = {}
         self._stopping = threading.Event()
         self._serving: Future[Endpoints] | None = None
+        # On PostgreSQL (the scaled mode) Terraform keeps its state there too, so any
+        # worker can continue any run and the backend's lock stops a second apply.
+        conninfo = getattr(store.database, "conninfo", None)
+        self.state_backend = PgBackend.from_url(conninfo) if conninfo else None
+        self._workspaces: set[tuple[str, str]] = set()  # prepared by this process
 
     def stop(self) -> None:
         """The process is stopping: running drives return at their next step (Terraform is
         interrupted cleanly, its state kept) without aborting their runs, which resume from
         their checkpoints when driven again."""
         self._stopping.set()
+
+    @property
+    def stopping(self) -> bool:
+        """Whether :meth:`stop` was called (a drive that returned may not be finished)."""
+        return self._stopping.is_set()
 
     def run_dir(self, run_id: str) -> Path:
         return self.home / "runs" / run_id
@@ -434,12 +445,15 @@ class RunManager:
                     },
                 )
 
-        return TerraformRunner(
-            self.terraform,
-            self.run_dir(run_id) / "tf" / cloud,
-            runner_env(self.home) | (extra_env or {}),
-            on_event=on_event,
-        )
+        root = self.run_dir(run_id) / "tf" / cloud
+        env = runner_env(self.home) | (extra_env or {})
+        if self.state_backend is not None:
+            self.state_backend.write(root)
+            env |= self.state_backend.env(run_id, cloud)
+            if (run_id, cloud) not in self._workspaces:
+                self.state_backend.prepare(self.terraform.argv, root, env)
+                self._workspaces.add((run_id, cloud))
+        return TerraformRunner(self.terraform, root, env, on_event=on_event)
 
     def _each_cloud(self, run_id: str, step: str) -> None:
         """Run ``step`` (apply or destroy) on every cloud root at once.
@@ -475,7 +489,13 @@ class RunManager:
                 _retry_locked(lambda: runner.plan(variables))
                 self._served()  # the agents the apply starts need their server
                 try:
-                    runner.apply()
+                    if self.state_backend is not None:
+                        # The pg backend refuses a lock while any other command of the
+                        # database briefly holds its creation lock: the saved plan is
+                        # applied once free.
+                        _retry_locked(runner.apply)
+                    else:
+                        runner.apply()
                 except TerraformError as err:
                     if not self._tolerate_apply(run_id, cloud, errored[cloud], err):
                         raise

@@ -36,12 +36,12 @@ from engine.store.groupcommit import GroupWriter, Refused
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest migration's revision; tests check it matches engine/store/migrations/versions.
-HEAD_REVISION = "0005"
+HEAD_REVISION = "0006"
 # Every table of the schema at HEAD_REVISION: a store missing one is damaged.
 TABLES = frozenset(
     {"alembic_version", "runs", "instances", "params", "votes", "events", "reports"}
     | {"users", "tokens", "grants", "identities"}
-    | {"quotas", "images"}
+    | {"quotas", "images", "run_files"}
 )
 # States in which a fenced write is refused, besides any state of an aborted run.
 FENCED_STATES = ("Done", "Aborted", "Cancelled")
@@ -206,6 +206,9 @@ class RunStore:
         self._fence_sql = (
             "SELECT state, abort_message, checkpoint FROM runs WHERE id = ?" + database.lock_row
         )
+        # Scaled mode: a NOTIFY in the transaction of each coordination write, so the other
+        # processes' caches and waiters learn of it at commit (engine.coordination.replicas).
+        self.announce: Callable[[Connection, dict[str, Any]], None] | None = None
 
     @classmethod
     def open(cls, url: str) -> RunStore:
@@ -397,6 +400,8 @@ class RunStore:
                 conn.execute(_UPSERT_PARAM, (run_id, "ss:state", state, now))
                 if event is not None:
                     conn.execute(_INSERT_EVENT, _event_row(run_id, now, event))
+                if self.announce is not None:
+                    self.announce(conn, {"r": run_id, "k": "s", "s": state})
             return moved
 
         return self._group.submit_nowait(write, after)
@@ -435,6 +440,8 @@ class RunStore:
                 conn.execute(_UPSERT_PARAM, (run_id, "ss:abort", message, now))
                 if event is not None:
                     conn.execute(_INSERT_EVENT, _event_row(run_id, now, event))
+                if self.announce is not None:
+                    self.announce(conn, {"r": run_id, "k": "a", "m": message, "c": cancelled})
             return raised
 
         return self._group.submit_nowait(write, after)
@@ -510,6 +517,8 @@ class RunStore:
             if fenced:
                 self._fence(conn, run_id)
             conn.executemany(_UPSERT_PARAM, rows)
+            if self.announce is not None:
+                self.announce(conn, {"r": run_id, "k": "p", "v": dict(values)})
 
         return self._group.submit_nowait(write, after)
 
@@ -559,6 +568,8 @@ class RunStore:
             if fenced:
                 self._fence(conn, run_id)
             conn.execute(_UPSERT_VOTE, args)
+            if self.announce is not None:
+                self.announce(conn, {"r": run_id, "k": "v", "i": instance, "s": state})
 
         return self._group.submit_nowait(write, after)
 

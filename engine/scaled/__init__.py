@@ -1,0 +1,1 @@
+"""The scaled mode (DESIGN section 8): PostgreSQL, Procrastinate workers, many replicas."""
