@@ -37,6 +37,8 @@ INVENTORY = "engine.inventory"
 ENGINE_FOR_FRONT_DOORS = (
     ENGINE_BELOW_SERVICE | {"engine.access", INVENTORY, "engine.service"} | SHARED
 )
+# Above the service, below the front doors: repositories kept deployed (GitOps).
+GITOPS = "engine.gitops"
 # What each unit may import besides itself; the longest matching prefix decides.
 ALLOWED: dict[str, set[str]] = {
     "engine.errors": set(),
@@ -54,9 +56,10 @@ ALLOWED: dict[str, set[str]] = {
     "engine.access": BASE | {"engine.store"},
     INVENTORY: ENGINE_BELOW_SERVICE | SHARED,
     "engine.service": ENGINE_BELOW_SERVICE | SHARED | {"engine.access", INVENTORY},
-    "engine.cli": ENGINE_FOR_FRONT_DOORS | {"webhooks", "chatops"},
+    GITOPS: ENGINE_FOR_FRONT_DOORS,
+    "engine.cli": ENGINE_FOR_FRONT_DOORS | {GITOPS, "webhooks", "chatops"},
     "engine": ENGINE_FOR_FRONT_DOORS,  # modules at the top of engine/ other than the base
-    "webhooks": ENGINE_FOR_FRONT_DOORS | {"chatops"},
+    "webhooks": ENGINE_FOR_FRONT_DOORS | {GITOPS, "chatops"},
     "chatops": ENGINE_FOR_FRONT_DOORS,
     "notebooks": ENGINE_FOR_FRONT_DOORS,
 }

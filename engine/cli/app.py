@@ -23,7 +23,7 @@ from typing import Any
 import typer
 from typer.core import TyperCommand, TyperGroup
 
-from engine.cli import accounts, inspection, inventory, recipes, runs, serve
+from engine.cli import accounts, inspection, inventory, recipes, repos, runs, serve
 from engine.cli.output import printable
 from engine.errors import SlipstreamError, StoreError
 
@@ -76,6 +76,7 @@ for name, group in (
     ("user", accounts.users),
     ("token", accounts.tokens),
     ("right", accounts.rights),
+    ("repo", repos.repos),
 ):
     app.add_typer(group, name=name)
 

@@ -37,6 +37,10 @@ def serve(
     workers: Annotated[
         int | None, typer.Option("--workers", help="runs driven at once (default 4)")
     ] = None,
+    poll: Annotated[
+        float | None,
+        typer.Option("--poll", help="fetch registered repositories every N seconds"),
+    ] = None,
 ) -> None:
     """Run the resident service: agents, the REST API and run jobs, until stopped."""
     from webhooks.resident import ResidentService, ServeSettings
@@ -52,6 +56,7 @@ def serve(
             cert=cert,
             key=key,
             workers=workers,
+            poll=poll,
         )
     except ValueError as err:
         typer.echo(f"serve: {err}", err=True)

@@ -13,7 +13,7 @@ Example:
     >>> db = open_database("sqlite://")
     >>> upgrade(db, MIGRATIONS)
     >>> db.fetch_one("SELECT version_num FROM alembic_version")
-    ('0002',)
+    ('0003',)
 """
 
 from __future__ import annotations

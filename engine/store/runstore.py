@@ -36,11 +36,12 @@ from engine.store.groupcommit import GroupWriter, Refused
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest migration's revision; tests check it matches engine/store/migrations/versions.
-HEAD_REVISION = "0002"
+HEAD_REVISION = "0003"
 # Every table of the schema at HEAD_REVISION: a store missing one is damaged.
 TABLES = frozenset(
     {"alembic_version", "runs", "instances", "params", "votes", "events", "reports"}
     | {"users", "tokens", "grants", "identities"}
+    | {"repositories", "deliveries", "declared", "review_comments"}
 )
 # States in which a fenced write is refused, besides any state of an aborted run.
 FENCED_STATES = ("Done", "Aborted", "Cancelled")

@@ -1,0 +1,199 @@
+"""``POST /hooks/{repository}``: Git hosts' deliveries in, reconciles and plans queued.
+
+A delivery is checked in this order: size (413 over 25 MiB, by ``Content-Length`` and by
+the bytes really read), repository (404), signature (401, counted and otherwise
+forgotten), meaning (400). Then it is recorded durably under (repository, delivery id), and
+only then answered 202 with the work queued behind the answer on the service's job runner;
+a delivery id seen before is answered 200 with what the first one recorded (its run ids)
+and starts nothing. A push to the tracked branch reconciles; a pull (merge) request opened
+or updated is planned and reported back; anything else is recorded and ignored.
+
+The same object polls (``serve --poll 60``: fetch, and reconcile when the head moved) and
+swaps runs once the new one is Ready (:meth:`engine.gitops.reconcile.GitOps.settle`).
+
+Example::
+
+        door = GitFrontDoor(service, jobs, poll_s=60)
+        app = create_app(home, service.coordinator, service=service, git=door)
+        door.start()
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from engine.gitops.plans import plan_commit
+from engine.gitops.reconcile import GitOps
+from engine.gitops.registry import Repository
+from engine.runs.jobs import JobRunner
+from engine.service import Service
+from webhooks.git.hosts import HostError, host_client
+from webhooks.git.payloads import Delivery, Forged, Malformed, parse, verify
+
+log = logging.getLogger(__name__)
+MAX_BODY = 25 * 1024 * 1024
+SETTLE_S = 1.0
+
+
+def refuse(status: int, message: str) -> Response:
+    return JSONResponse({"error": message}, status)
+
+
+class GitFrontDoor:
+    """Webhook route, polling and run swaps of the repositories of one service."""
+
+    def __init__(self, service: Service, jobs: JobRunner, poll_s: float = 0.0) -> None:
+        self.gitops = GitOps(service, notify=self.report)
+        self.registry = self.gitops.registry
+        self.jobs = jobs
+        self.poll_s = poll_s
+        self.refused = 0  # forged or unsigned deliveries: counted, nothing else kept
+        self._projects: dict[str, str] = {}  # repository → project a delivery named
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="gitops", daemon=True)
+
+    def routes(self) -> list[BaseRoute]:
+        return [Route("/hooks/{name}", self.receive, methods=["POST"])]
+
+    # -- deliveries -------------------------------------------------------------------
+
+    async def receive(self, request: Request) -> Response:
+        length = request.headers.get("content-length", "")
+        if length and (not length.isdigit() or int(length) > MAX_BODY):
+            return refuse(413, f"a delivery is at most {MAX_BODY} bytes")
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_BODY:
+                return refuse(413, f"a delivery is at most {MAX_BODY} bytes")
+        name = request.path_params["name"]
+        repo = await run_in_threadpool(self.registry.get, name)
+        if repo is None:
+            return refuse(404, f"no repository `{name}` is registered")
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        secret = os.environ.get(repo.secret_env, "") if repo.secret_env else ""
+        try:
+            host = verify(headers, bytes(body), secret)
+        except Forged:
+            self.refused += 1
+            return refuse(401, "the delivery's signature does not match the webhook secret")
+        try:
+            delivery = parse(host, headers, bytes(body))
+        except Malformed as err:
+            return refuse(400, str(err))
+        doc, status = await run_in_threadpool(self.accept, repo, delivery)
+        return JSONResponse(doc, status)
+
+    def accept(self, repo: Repository, delivery: Delivery) -> tuple[dict[str, Any], int]:
+        """Record the delivery (durably), queue its work; a replay is answered as recorded."""
+        event = delivery.event
+        if not self.registry.record_delivery(
+            repo.name, delivery.delivery_id, event, delivery.commit
+        ):
+            known = self.registry.delivery(repo.name, delivery.delivery_id)
+            assert known is not None
+            return {**known.to_json(), "replayed": True}, 200
+        if delivery.project_id or delivery.repository:
+            self._projects[repo.name] = delivery.project_id or delivery.repository
+        trigger = f"{delivery.host} {event} {delivery.delivery_id}"
+        if event == "push" and delivery.branch == repo.branch and delivery.after:
+            self.jobs.submit(
+                f"gitops:{repo.name}", "reconcile",
+                lambda: self._reconcile(repo.name, delivery.delivery_id, trigger),
+            )  # fmt: skip
+            status = "queued"
+        elif delivery.wants_plan:
+            self.jobs.submit(
+                f"gitops:{repo.name}:pr{delivery.number}", "plan",
+                lambda: self._plan(repo, delivery),
+            )  # fmt: skip
+            status = "queued"
+        else:
+            why = "pong" if event == "ping" else f"nothing to do for this {event}"
+            self.registry.finish_delivery(repo.name, delivery.delivery_id, "ignored", why, [])
+            status = "ignored"
+        doc = {"delivery": delivery.delivery_id, "event": event, "commit": delivery.commit}
+        return {**doc, "status": status, "runs": [], "replayed": False}, 202
+
+    def _reconcile(self, name: str, delivery_id: str, trigger: str) -> None:
+        outcome = self.gitops.reconcile(name, trigger)
+        status = "done" if outcome.ok else "failed"
+        self.registry.finish_delivery(
+            name, delivery_id, status, outcome.describe(), outcome.started
+        )
+
+    def _plan(self, repo: Repository, delivery: Delivery) -> None:
+        n = delivery.number
+        pull = (
+            f"refs/merge-requests/{n}/head" if delivery.host == "gitlab" else f"refs/pull/{n}/head"
+        )
+        refs = (pull, f"refs/heads/{delivery.head_ref}") if delivery.head_ref else (pull,)
+        project = delivery.project_id or delivery.repository
+        client = host_client(repo, project)
+        if client is not None:
+            client.status(delivery.head_sha, "pending", "planning")
+        report = plan_commit(self.gitops, repo.name, delivery.head_sha, refs)
+        if client is not None:
+            client.status(
+                delivery.head_sha, "success" if report.ok else "failure", report.describe()
+            )
+            known = self.registry.comment_id(repo.name, n)
+            made = client.comment(n, report.markdown(), known)
+            if made != known:
+                self.registry.set_comment_id(repo.name, n, made)
+        self.registry.finish_delivery(
+            repo.name, delivery.delivery_id, "done" if report.ok else "failed",
+            report.describe(), [],
+        )  # fmt: skip
+
+    def report(self, repo: Repository, commit: str, state: str, description: str) -> None:
+        """Tell the host about a commit (GitOps' ``notify``); nothing without a client."""
+        client = host_client(repo, self._projects.get(repo.name, ""))
+        if client is not None:
+            try:
+                client.status(commit, state, description)
+            except HostError as err:
+                log.warning("status of %s for %s: %s", commit[:12], repo.name, err)
+
+    # -- polling and swaps ------------------------------------------------------------
+
+    def start(self) -> GitFrontDoor:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def poll(self) -> None:
+        """Queue a reconcile of every repository whose branch head moved (deduped by
+        commit: a head already reconciled does nothing)."""
+        for repo in self.registry.all():
+            key = f"gitops:{repo.name}"
+            if "poll" in self.jobs.pending(key):
+                continue
+            self.jobs.submit(key, "poll", self._poller(repo.name))
+
+    def _poller(self, name: str) -> Callable[[], object]:
+        return lambda: self.gitops.reconcile(name, "poll", only_new=True)
+
+    def _loop(self) -> None:
+        next_poll = time.monotonic() + (self.poll_s or float("inf"))
+        while not self._stopping.wait(SETTLE_S):
+            try:
+                for line in self.gitops.settle():
+                    log.info("gitops: %s", line)
+                if time.monotonic() >= next_poll:
+                    next_poll = time.monotonic() + self.poll_s
+                    self.poll()
+            except Exception:  # the next round tries again
+                log.exception("gitops round failed")
