@@ -34,15 +34,6 @@ def _gitops() -> GitOps:
     return GitOps(Service(service_home(), None))
 
 
-def default_name(url: str) -> str:
-    """The repository's name from its URL.
-
-    >>> default_name("https://github.com/acme/infra.git")
-    'infra'
-    """
-    return url.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1].removesuffix(".git")
-
-
 @repos.command("add")
 def repo_add(
     url: str,
@@ -63,7 +54,7 @@ def repo_add(
     ] = "",
 ) -> None:
     """Register a repository (its deliveries go to /hooks/NAME)."""
-    from engine.gitops.registry import Repository
+    from engine.gitops.registry import Repository, default_name
 
     gitops = _gitops()
     repo = Repository(

@@ -34,6 +34,15 @@ HOSTS = ("none", "github", "gitlab", "gitea")
 DEFAULT_API = {"github": "https://api.github.com", "gitlab": "https://gitlab.com/api/v4"}
 
 
+def default_name(url: str) -> str:
+    """A repository's name from its URL.
+
+    >>> default_name("https://github.com/acme/infra.git")
+    'infra'
+    """
+    return url.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1].removesuffix(".git")
+
+
 @dataclass(frozen=True, slots=True)
 class Repository:
     """A tracked repository. ``secret_env`` and ``token_env`` name environment variables of

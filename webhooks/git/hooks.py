@@ -134,27 +134,24 @@ class GitFrontDoor:
 
     def _plan(self, repo: Repository, delivery: Delivery) -> None:
         n = delivery.number
-        pull = (
-            f"refs/merge-requests/{n}/head" if delivery.host == "gitlab" else f"refs/pull/{n}/head"
-        )
+        pull = f"refs/{'merge-requests' if delivery.host == 'gitlab' else 'pull'}/{n}/head"
         refs = (pull, f"refs/heads/{delivery.head_ref}") if delivery.head_ref else (pull,)
-        project = delivery.project_id or delivery.repository
-        client = host_client(repo, project)
-        if client is not None:
-            client.status(delivery.head_sha, "pending", "planning")
-        report = plan_commit(self.gitops, repo.name, delivery.head_sha, refs)
-        if client is not None:
-            client.status(
-                delivery.head_sha, "success" if report.ok else "failure", report.describe()
-            )
-            known = self.registry.comment_id(repo.name, n)
-            made = client.comment(n, report.markdown(), known)
-            if made != known:
-                self.registry.set_comment_id(repo.name, n, made)
-        self.registry.finish_delivery(
-            repo.name, delivery.delivery_id, "done" if report.ok else "failed",
-            report.describe(), [],
-        )  # fmt: skip
+        client = host_client(repo, delivery.project_id or delivery.repository)
+        sha = delivery.head_sha
+        try:
+            if client is not None:
+                client.status(sha, "pending", "planning")
+            report = plan_commit(self.gitops, repo.name, sha, refs)
+            if client is not None:
+                client.status(sha, "success" if report.ok else "failure", report.describe())
+                known = self.registry.comment_id(repo.name, n)
+                made = client.comment(n, report.markdown(), known)
+                if made != known:
+                    self.registry.set_comment_id(repo.name, n, made)
+            status, message = ("done" if report.ok else "failed"), report.describe()
+        except HostError as err:
+            status, message = "failed", f"reporting to {repo.host}: {err}"
+        self.registry.finish_delivery(repo.name, delivery.delivery_id, status, message, [])
 
     def report(self, repo: Repository, commit: str, state: str, description: str) -> None:
         """Tell the host about a commit (GitOps' ``notify``); nothing without a client."""
