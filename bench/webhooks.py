@@ -1,0 +1,143 @@
+"""Git webhooks under load: 50 concurrent clients posting signed GitHub push deliveries to a
+real ``slipstream serve`` on loopback. Prints the p50/p99 time to the 2xx (the delivery is
+recorded durably before it; target p99 under 100 ms), for first deliveries (202) and for
+replays of the same delivery id (200), then checks that nothing was lost or doubled: every
+delivery id is recorded once, and each repository got exactly one run, referenced by
+exactly one delivery id (all deliveries of a repository name the same pushed commit, so
+the reconciles after the first find nothing new).
+
+The repositories declare one deployment with ``apply: approve``: its run is planned and
+held, never applied, so the figures are those of the webhook path, not of deployments.
+
+Run: ``python bench/webhooks.py [deliveries per client]`` (default 20).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from engine.gitops.registry import Registry  # noqa: E402
+from engine.store.runstore import RunStore  # noqa: E402
+from tests.e2e import cli  # noqa: E402
+from tests.gitops.gitrepo import Origin, github_headers, post  # noqa: E402
+from tests.served import serve  # noqa: E402
+from tests.webhooks.test_git_hooks import GREETER, declaration, hello  # noqa: E402
+
+SECRET = "bench-hook-secret"
+CLIENTS = 50
+REPOS = 10
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def main() -> None:
+    per_client = int(sys.argv[1]) if len(sys.argv) > 1 else 20
+    os.environ["HOOK_SECRET"] = SECRET
+    with tempfile.TemporaryDirectory(prefix="bench-webhooks-") as tmp:
+        root = Path(tmp)
+        served = serve(root / "home", tls=False)
+        try:
+            shas = []
+            for r in range(REPOS):
+                origin = Origin(root / f"git{r}")
+                shas.append(
+                    origin.commit(
+                        {
+                            "slipstream.yaml": declaration(f"r{r}", "approve"),
+                            "apps/hello.yaml": hello(),
+                            "components/greeter.yaml": GREETER,
+                        },
+                        "declare",
+                    )
+                )
+                origin.push()
+                cli(served.home, "repo", "add", str(origin.bare), "--name", f"r{r}",
+                    "--secret-env", "HOOK_SECRET", check=True)  # fmt: skip
+            first: list[float] = []
+            replay: list[float] = []
+            statuses: list[tuple[int, int]] = []
+            lock = threading.Lock()
+
+            def client(c: int) -> None:
+                for i in range(per_client):
+                    r = (c + i) % REPOS
+                    body = json.dumps(
+                        {"ref": "refs/heads/main", "before": "0" * 40, "after": shas[r],
+                         "repository": {"full_name": f"acme/r{r}"}}
+                    ).encode()  # fmt: skip
+                    headers = github_headers(body, SECRET, f"c{c}-{i}")
+                    url = f"{served.url}/hooks/r{r}"
+                    t0 = time.perf_counter()
+                    s1, _ = post(url, body, headers)
+                    t1 = time.perf_counter()
+                    s2, _ = post(url, body, headers)
+                    t2 = time.perf_counter()
+                    with lock:
+                        first.append(t1 - t0)
+                        replay.append(t2 - t1)
+                        statuses.append((s1, s2))
+
+            started = time.perf_counter()
+            with ThreadPoolExecutor(CLIENTS) as pool:
+                list(pool.map(client, range(CLIENTS)))
+            elapsed = time.perf_counter() - started
+            total = CLIENTS * per_client
+            print(f"{total} deliveries + {total} replays from {CLIENTS} clients in {elapsed:.1f}s")
+            for name, values in (("first (202)", first), ("replay (200)", replay)):
+                print(
+                    f"{name:>13}: p50 {statistics.median(values) * 1000:6.1f} ms"
+                    f"   p99 {percentile(values, 0.99) * 1000:6.1f} ms"
+                    f"   max {max(values) * 1000:6.1f} ms"
+                )
+            wrong = [s for s in statuses if s != (202, 200)]
+            print(f"answers other than (202, 200): {len(wrong)} {wrong[:5]}")
+
+            store = RunStore.open(f"sqlite:///{served.home.resolve()}/runs.db")
+            registry = Registry(store)
+            deadline = time.monotonic() + 600
+            while time.monotonic() < deadline:
+                queued = [
+                    d for r in range(REPOS) for d in registry.deliveries(f"r{r}", 100_000)
+                    if d.status == "queued"
+                ]  # fmt: skip
+                if not queued:
+                    break
+                time.sleep(1)
+            deliveries = [d for r in range(REPOS) for d in registry.deliveries(f"r{r}", 100_000)]
+            ids = [d.delivery_id for d in deliveries]
+            runs = store.list_runs(limit=100_000)
+            referenced = [run for d in deliveries for run in d.run_ids]
+            print(f"deliveries recorded: {len(ids)} ({len(set(ids))} distinct; sent {total})")
+            print(f"still queued after the wait: {sum(d.status == 'queued' for d in deliveries)}")
+            print(
+                f"runs: {len(runs)} for {REPOS} repositories; referenced by delivery ids:"
+                f" {len(referenced)} ({len(set(referenced))} distinct)"
+            )
+            ok = (
+                not wrong
+                and len(ids) == len(set(ids)) == total
+                and len(runs) == REPOS
+                and sorted(referenced) == sorted(r.id for r in runs)
+            )
+            print("exactly one record per delivery id, one run per repository:", ok)
+            store.close()
+        finally:
+            served.stop()
+
+
+if __name__ == "__main__":
+    main()
