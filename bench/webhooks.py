@@ -91,6 +91,17 @@ def main() -> None:
                         replay.append(t2 - t1)
                         statuses.append((s1, s2))
 
+            alone: list[float] = []  # one client, for the cost of one delivery
+            for i in range(100):
+                body = json.dumps({"ref": "refs/heads/other", "after": shas[0]}).encode()
+                headers = github_headers(body, SECRET, f"alone-{i}")
+                t0 = time.perf_counter()
+                assert post(f"{served.url}/hooks/r0", body, headers)[0] == 202
+                alone.append(time.perf_counter() - t0)
+            p50, p99 = statistics.median(alone) * 1000, percentile(alone, 0.99) * 1000
+            print(
+                f"one client, 100 deliveries (untracked branch): p50 {p50:.1f} ms, p99 {p99:.1f} ms"
+            )
             started = time.perf_counter()
             with ThreadPoolExecutor(CLIENTS) as pool:
                 list(pool.map(client, range(CLIENTS)))
@@ -121,7 +132,10 @@ def main() -> None:
             ids = [d.delivery_id for d in deliveries]
             runs = store.list_runs(limit=100_000)
             referenced = [run for d in deliveries for run in d.run_ids]
-            print(f"deliveries recorded: {len(ids)} ({len(set(ids))} distinct; sent {total})")
+            print(
+                f"deliveries recorded: {len(ids)} ({len(set(ids))} distinct;"
+                f" sent {total} + {len(alone)} alone)"
+            )
             print(f"still queued after the wait: {sum(d.status == 'queued' for d in deliveries)}")
             print(
                 f"runs: {len(runs)} for {REPOS} repositories; referenced by delivery ids:"
@@ -129,7 +143,7 @@ def main() -> None:
             )
             ok = (
                 not wrong
-                and len(ids) == len(set(ids)) == total
+                and len(ids) == len(set(ids)) == total + len(alone)
                 and len(runs) == REPOS
                 and sorted(referenced) == sorted(r.id for r in runs)
             )

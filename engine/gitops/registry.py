@@ -225,6 +225,14 @@ class Registry:
         )
         return [_delivery(row) for row in rows]
 
+    def queued_pushes(self) -> list[tuple[str, str]]:
+        """(repository, delivery id) of pushes recorded but not reconciled yet."""
+        rows = self.db.fetch_all(
+            "SELECT repo, delivery_id FROM deliveries WHERE status = 'queued' AND event = 'push'"
+            " ORDER BY received_at"
+        )
+        return [(str(r[0]), str(r[1])) for r in rows]
+
     def finish_delivery(
         self, repo: str, delivery_id: str, status: str, message: str, run_ids: list[str]
     ) -> None:

@@ -59,6 +59,10 @@ class GitFrontDoor:
         self.poll_s = poll_s
         self.refused = 0  # forged or unsigned deliveries: counted, nothing else kept
         self._projects: dict[str, str] = {}  # repository → project a delivery named
+        # Deliveries (id, trigger) waiting for the reconcile queued for their repository.
+        self._waiting: dict[str, list[tuple[str, str]]] = {}
+        self._lock = threading.Lock()
+        self._repos: dict[str, tuple[float, Repository | None]] = {}
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="gitops", daemon=True)
 
@@ -77,7 +81,7 @@ class GitFrontDoor:
             if len(body) > MAX_BODY:
                 return refuse(413, f"a delivery is at most {MAX_BODY} bytes")
         name = request.path_params["name"]
-        repo = await run_in_threadpool(self.registry.get, name)
+        repo = self._repo(name)
         if repo is None:
             return refuse(404, f"no repository `{name}` is registered")
         headers = {k.lower(): v for k, v in request.headers.items()}
@@ -94,6 +98,17 @@ class GitFrontDoor:
         doc, status = await run_in_threadpool(self.accept, repo, delivery)
         return JSONResponse(doc, status)
 
+    def _repo(self, name: str) -> Repository | None:
+        """The registered repository (read at most once a second per name: the store is
+        not asked on every delivery of a busy repository)."""
+        now = time.monotonic()
+        cached = self._repos.get(name)
+        if cached is not None and now - cached[0] < 1.0:
+            return cached[1]
+        repo = self.registry.get(name)
+        self._repos[name] = (now, repo)
+        return repo
+
     def accept(self, repo: Repository, delivery: Delivery) -> tuple[dict[str, Any], int]:
         """Record the delivery (durably), queue its work; a replay is answered as recorded."""
         event = delivery.event
@@ -107,10 +122,7 @@ class GitFrontDoor:
             self._projects[repo.name] = delivery.project_id or delivery.repository
         trigger = f"{delivery.host} {event} {delivery.delivery_id}"
         if event == "push" and delivery.branch == repo.branch and delivery.after:
-            self.jobs.submit(
-                f"gitops:{repo.name}", "reconcile",
-                lambda: self._reconcile(repo.name, delivery.delivery_id, trigger),
-            )  # fmt: skip
+            self.queue_reconcile(repo.name, delivery.delivery_id, trigger)
             status = "queued"
         elif delivery.wants_plan:
             self.jobs.submit(
@@ -125,12 +137,28 @@ class GitFrontDoor:
         doc = {"delivery": delivery.delivery_id, "event": event, "commit": delivery.commit}
         return {**doc, "status": status, "runs": [], "replayed": False}, 202
 
-    def _reconcile(self, name: str, delivery_id: str, trigger: str) -> None:
+    def queue_reconcile(self, name: str, delivery_id: str, trigger: str) -> None:
+        """Queue a reconcile of ``name``, unless one is queued and not started yet: it
+        reconciles to the branch head anyway, so it answers this delivery too."""
+        with self._lock:
+            waiting = self._waiting.setdefault(name, [])
+            waiting.append((delivery_id, trigger))
+            if len(waiting) > 1:
+                return
+        self.jobs.submit(f"gitops:{name}", "reconcile", lambda: self._reconcile(name))
+
+    def _reconcile(self, name: str) -> None:
+        with self._lock:
+            waiting = self._waiting.pop(name, [])
+        if not waiting:
+            return
+        first, trigger = waiting[0]
         outcome = self.gitops.reconcile(name, trigger)
         status = "done" if outcome.ok else "failed"
-        self.registry.finish_delivery(
-            name, delivery_id, status, outcome.describe(), outcome.started
-        )
+        self.registry.finish_delivery(name, first, status, outcome.describe(), outcome.started)
+        for delivery_id, _ in waiting[1:]:  # its runs are the first one's, named once
+            message = f"reconciled with delivery {first}: {outcome.describe()}"
+            self.registry.finish_delivery(name, delivery_id, status, message, [])
 
     def _plan(self, repo: Repository, delivery: Delivery) -> None:
         n = delivery.number
@@ -165,6 +193,10 @@ class GitFrontDoor:
     # -- polling and swaps ------------------------------------------------------------
 
     def start(self) -> GitFrontDoor:
+        """Swap and poll from now on; deliveries recorded but never reconciled (the
+        service stopped first) are reconciled now."""
+        for name, delivery_id in self.registry.queued_pushes():
+            self.queue_reconcile(name, delivery_id, f"push {delivery_id} (after a restart)")
         self._thread.start()
         return self
 
