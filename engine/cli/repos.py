@@ -97,17 +97,22 @@ def repo_remove(name: str) -> None:
 @repos.command("sync")
 def repo_sync(name: str, as_json: JsonOpt = False) -> None:
     """Fetch and reconcile now; new runs are driven here, then swapped in."""
+    from engine.cli.runs import driving_service
     from engine.errors import SlipstreamError
+    from engine.gitops.reconcile import GitOps
 
-    gitops = _gitops()
+    service = driving_service()
+    gitops = GitOps(service)
     try:
         outcome = gitops.reconcile(name, "sync")
+        for run_id in outcome.started:
+            typer.echo(f"run {run_id}: {service.drive(run_id)}", err=True)
+        settled = gitops.settle()
     except SlipstreamError as err:
         typer.echo(f"repo sync: {err}", err=True)
         raise typer.Exit(1) from err
-    for run_id in outcome.started:
-        gitops.service.drive(run_id)
-    settled = gitops.settle()
+    finally:
+        service.close()
     if as_json:
         print_json({**outcome.to_json(), "settled": settled})
     else:

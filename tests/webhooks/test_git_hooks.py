@@ -253,3 +253,49 @@ def test_bad_deliveries_are_refused_and_change_nothing(served: Served, tmp_path:
     assert status == 202
     wait_for("the reconcile", lambda: show(served)["last_commit"] == sha, seconds=120)
     assert post(url, body, github_headers(body, SECRET, "d-good"))[0] == 200
+
+
+def test_polling_reconciles_each_new_commit_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``serve --poll`` (here 1 s, from SLIPSTREAM_SERVE_POLL) with no webhook at all."""
+    monkeypatch.setenv("SLIPSTREAM_SERVE_POLL", "1")
+    served = serve(tmp_path / "home", tls=False)
+    try:
+        origin = Origin(tmp_path / "git")
+        add_repo(served, origin, "polled")
+        files = {"apps/hello.yaml": hello(), "components/greeter.yaml": GREETER}
+        sha = origin.commit({**files, "slipstream.yaml": declaration("p", "approve")}, "p")
+        origin.push()
+        wait_for("the poll", lambda: show(served, "polled")["last_commit"] == sha, seconds=120)
+        held = show(served, "polled")["deployments"]["hello"]["pending_run"]
+        assert held and run_doc(served, held)["approval"] == "pending"
+        time.sleep(4)  # several polls of the same head: nothing new
+        sha2 = origin.commit({"README.md": "not a recipe\n"}, "docs")  # nothing declared changed
+        origin.push()
+        wait_for("the next poll", lambda: show(served, "polled")["last_commit"] == sha2)
+        assert [r["id"] for r in json.loads(cli(served.home, "list", "--json").stdout)] == [held]
+    finally:
+        served.stop()
+
+
+def test_repo_sync_deploys_in_the_calling_process(tmp_path: Path) -> None:
+    """The embedded mode: ``slipstream repo sync`` with no service running."""
+    home = tmp_path / "home"
+    origin = Origin(tmp_path / "git")
+    files = {"apps/hello.yaml": hello(), "components/greeter.yaml": GREETER}
+    origin.commit({**files, "slipstream.yaml": declaration("synced")}, "declare")
+    origin.push()
+    cli(home, "repo", "add", str(origin.bare), "--name", "infra", check=True)
+    listed = json.loads(cli(home, "repo", "list", "--json", check=True).stdout)
+    assert [(r["name"], r["branch"], r["last_commit"]) for r in listed] == [("infra", "main", "")]
+    done = cli(home, "repo", "sync", "infra", "--json", timeout=600)
+    assert done.returncode == 0, done.stderr
+    run_id = json.loads(done.stdout)["started"][0]
+    doc = json.loads(cli(home, "status", run_id, "--json", check=True).stdout)
+    assert doc["params"]["app.1:said"] == "synced"
+    again = json.loads(cli(home, "repo", "sync", "infra", "--json", check=True).stdout)
+    assert (again["started"], again["unchanged"]) == ([], ["hello"])
+    cli(home, "destroy", run_id, check=True)
+    assert cli(home, "repo", "remove", "infra").returncode == 0
+    assert cli(home, "repo", "show", "infra").returncode == 1
