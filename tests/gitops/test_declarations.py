@@ -70,3 +70,17 @@ def test_no_file_declares_nothing_and_the_schema_is_valid(tmp_path: Path) -> Non
     Draft7Validator.check_schema(DECLARATIONS_SCHEMA)
     (tmp_path / "slipstream.yaml").write_text("deployments: {}\n")
     assert load_declarations(tmp_path) == []
+
+
+def test_the_cli_prints_the_schema_for_editors() -> None:
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "engine.cli.app", "schema", "--gitops"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(done.stdout) == json.loads(json.dumps(DECLARATIONS_SCHEMA))
