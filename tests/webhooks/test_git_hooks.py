@@ -34,6 +34,7 @@ outputs:
   said: {}
 scripts:
   deployment: |
+    [ "$(ss-get greeting)" != fail ] || exit 3
     ss-set said "$(ss-get greeting)"
 """
 
@@ -172,15 +173,27 @@ def test_push_reconciles_replaces_reports_and_prunes(served: Served, tmp_path: P
         assert run_doc(served, run2)["state"] == "Ready"
         assert len(json.loads(cli(served.home, "list", "--json").stdout)) == 2
 
-        # Removing the declaration (it had prune: true): nothing of it runs.
-        origin.commit(
-            {"slipstream.yaml": "deployments: {}\n", "apps/hello.yaml": hello()}, "remove it"
+        # A new run that fails: the old one keeps running, the failure is reported.
+        sha4 = origin.commit(
+            {"slipstream.yaml": declaration("fail"), "apps/hello.yaml": hello()}, "fail"
         )
+        origin.push()
+        failed = wait_for(
+            "the failed run's status",
+            lambda: [s for s in github.statuses(sha4) if s["state"] == "failure"],
+        )
+        assert "Aborted" in failed[0]["description"], failed
+        assert f"run {run2} keeps running" in show(served)["last_error"]
+        assert show(served)["deployments"]["hello"]["run"] == run2
+        assert run_doc(served, run2)["state"] == "Ready"
+
+        # Removing the declaration (it had prune: true): nothing of it runs.
+        origin.commit({"slipstream.yaml": "deployments: {}\n"}, "remove it")
         origin.push()
         wait_for("the pruned run to be Done", lambda: run_doc(served, run2)["state"] == "Done")
         assert show(served)["deployments"] == {}
         wait_for("no process left", lambda: not marked_processes(run2), seconds=60)
-        assert [d["status"] for d in origin.deliveries()] == [202] * 4
+        assert [d["status"] for d in origin.deliveries()] == [202] * 5
 
 
 def test_two_concurrent_pushes_end_on_the_newest_commit(served: Served, tmp_path: Path) -> None:
