@@ -268,7 +268,7 @@ def test_bad_deliveries_are_refused_and_change_nothing(served: Served, tmp_path:
     assert post(url, body, github_headers(body, SECRET, "d-good"))[0] == 200
 
 
-def test_polling_reconciles_each_new_commit_once(
+def test_polling_reconciles_each_new_commit_once_and_approval_swaps_in(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``serve --poll`` (here 1 s, from SLIPSTREAM_SERVE_POLL) with no webhook at all."""
@@ -288,6 +288,16 @@ def test_polling_reconciles_each_new_commit_once(
         origin.push()
         wait_for("the next poll", lambda: show(served, "polled")["last_commit"] == sha2)
         assert [r["id"] for r in json.loads(cli(served.home, "list", "--json").stdout)] == [held]
+
+        # Approved, the held run is applied, reaches Ready and serves the declaration.
+        admin = served.user("root", admin=True)
+        assert served.call("POST", f"/api/v1/runs/{held}/approve", admin).status == 202
+        wait_for(
+            "the approved run to serve",
+            lambda: show(served, "polled")["deployments"]["hello"]["run"] == held,
+        )
+        doc = run_doc(served, held)
+        assert doc["state"] == "Ready" and doc["params"]["app.1:said"] == "p"
     finally:
         served.stop()
 
