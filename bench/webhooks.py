@@ -9,11 +9,16 @@ the reconciles after the first find nothing new).
 The repositories declare one deployment with ``apply: approve``: its run is planned and
 held, never applied, so the figures are those of the webhook path, not of deployments.
 
-Run: ``python bench/webhooks.py [deliveries per client]`` (default 20).
+Three measures: one client alone (the cost of one delivery), 10 bursts of 50 deliveries
+sent at the same instant (the target's case), then 50 clients sending back to back (a
+sustained load: the time is then mostly queueing behind the others).
+
+Run: ``python bench/webhooks.py [deliveries per client]`` (default 10).
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import statistics
@@ -23,6 +28,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from urllib.parse import urlsplit
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -39,13 +45,20 @@ CLIENTS = 50
 REPOS = 10
 
 
+def send(conn: http.client.HTTPConnection, path: str, body: bytes, headers: dict[str, str]) -> int:
+    conn.request("POST", path, body, headers)
+    response = conn.getresponse()
+    response.read()
+    return response.status
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def main() -> None:
-    per_client = int(sys.argv[1]) if len(sys.argv) > 1 else 20
+    per_client = int(sys.argv[1]) if len(sys.argv) > 1 else 10
     os.environ["HOOK_SECRET"] = SECRET
     with tempfile.TemporaryDirectory(prefix="bench-webhooks-") as tmp:
         root = Path(tmp)
@@ -73,6 +86,8 @@ def main() -> None:
             lock = threading.Lock()
 
             def client(c: int) -> None:
+                # One kept-alive connection per client, as a host's delivery worker keeps.
+                conn = http.client.HTTPConnection(urlsplit(served.url).netloc, timeout=60)
                 for i in range(per_client):
                     r = (c + i) % REPOS
                     body = json.dumps(
@@ -80,11 +95,11 @@ def main() -> None:
                          "repository": {"full_name": f"acme/r{r}"}}
                     ).encode()  # fmt: skip
                     headers = github_headers(body, SECRET, f"c{c}-{i}")
-                    url = f"{served.url}/hooks/r{r}"
+                    path = f"/hooks/r{r}"
                     t0 = time.perf_counter()
-                    s1, _ = post(url, body, headers)
+                    s1 = send(conn, path, body, headers)
                     t1 = time.perf_counter()
-                    s2, _ = post(url, body, headers)
+                    s2 = send(conn, path, body, headers)
                     t2 = time.perf_counter()
                     with lock:
                         first.append(t1 - t0)
@@ -102,12 +117,39 @@ def main() -> None:
             print(
                 f"one client, 100 deliveries (untracked branch): p50 {p50:.1f} ms, p99 {p99:.1f} ms"
             )
+            # Bursts: 50 clients send one delivery each at the same instant, 10 times.
+            burst: list[float] = []
+            gate = threading.Barrier(CLIENTS)
+
+            def one(c: int, k: int) -> None:
+                body = json.dumps({"ref": "refs/heads/main", "after": shas[c % REPOS]}).encode()
+                headers = github_headers(body, SECRET, f"burst{k}-{c}")
+                conn = http.client.HTTPConnection(urlsplit(served.url).netloc, timeout=60)
+                conn.connect()
+                gate.wait()
+                t0 = time.perf_counter()
+                status = send(conn, f"/hooks/r{c % REPOS}", body, headers)
+                with lock:
+                    burst.append(time.perf_counter() - t0)
+                    statuses.append((status, 200))
+                conn.close()
+
+            for k in range(10):
+                with ThreadPoolExecutor(CLIENTS) as pool:
+                    list(pool.map(lambda c, k=k: one(c, k), range(CLIENTS)))
+                time.sleep(0.5)
+            p50, p99 = statistics.median(burst) * 1000, percentile(burst, 0.99) * 1000
+            print(f"10 bursts of {CLIENTS} deliveries at once: p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+
             started = time.perf_counter()
             with ThreadPoolExecutor(CLIENTS) as pool:
                 list(pool.map(client, range(CLIENTS)))
             elapsed = time.perf_counter() - started
             total = CLIENTS * per_client
-            print(f"{total} deliveries + {total} replays from {CLIENTS} clients in {elapsed:.1f}s")
+            print(
+                f"sustained: {total} deliveries + {total} replays from {CLIENTS} clients"
+                f" in {elapsed:.1f}s"
+            )
             for name, values in (("first (202)", first), ("replay (200)", replay)):
                 print(
                     f"{name:>13}: p50 {statistics.median(values) * 1000:6.1f} ms"
@@ -134,7 +176,7 @@ def main() -> None:
             referenced = [run for d in deliveries for run in d.run_ids]
             print(
                 f"deliveries recorded: {len(ids)} ({len(set(ids))} distinct;"
-                f" sent {total} + {len(alone)} alone)"
+                f" sent {total} + {len(alone)} alone + {len(burst)} in bursts)"
             )
             print(f"still queued after the wait: {sum(d.status == 'queued' for d in deliveries)}")
             print(
@@ -143,7 +185,7 @@ def main() -> None:
             )
             ok = (
                 not wrong
-                and len(ids) == len(set(ids)) == total + len(alone)
+                and len(ids) == len(set(ids)) == total + len(alone) + len(burst)
                 and len(runs) == REPOS
                 and sorted(referenced) == sorted(r.id for r in runs)
             )

@@ -160,10 +160,10 @@ class GitOps:
                 outcome.problems = err.problems
             except SlipstreamError as err:
                 outcome.error = str(err)
-            if outcome.ok:
-                self.registry.set_outcome(name, outcome.commit, "")
-            else:
-                self.registry.set_outcome(name, None, outcome.describe())
+            # The head is remembered even when it failed: polling retries a commit only
+            # once it moves (a broken recipe is fixed by a new commit, not by waiting).
+            error = "" if outcome.ok else outcome.describe()
+            self.registry.set_outcome(name, outcome.commit or None, error)
             if outcome.commit:
                 state = "failure" if not outcome.ok else "pending" if outcome.started else "success"
                 self._notify(repo, outcome.commit, state, outcome.describe())
