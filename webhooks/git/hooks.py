@@ -81,7 +81,11 @@ class GitFrontDoor:
             if len(body) > MAX_BODY:
                 return refuse(413, f"a delivery is at most {MAX_BODY} bytes")
         name = request.path_params["name"]
-        repo = self._repo(name)
+        cached = self._repos.get(name)
+        if cached is not None and time.monotonic() - cached[0] < 1.0:
+            repo = cached[1]
+        else:
+            repo = await run_in_threadpool(self._repo, name)
         if repo is None:
             return refuse(404, f"no repository `{name}` is registered")
         headers = {k.lower(): v for k, v in request.headers.items()}
@@ -99,14 +103,10 @@ class GitFrontDoor:
         return JSONResponse(doc, status)
 
     def _repo(self, name: str) -> Repository | None:
-        """The registered repository (read at most once a second per name: the store is
-        not asked on every delivery of a busy repository)."""
-        now = time.monotonic()
-        cached = self._repos.get(name)
-        if cached is not None and now - cached[0] < 1.0:
-            return cached[1]
+        """The registered repository, remembered for a second (``receive`` reads that
+        first): a busy repository's deliveries do not each ask the store."""
         repo = self.registry.get(name)
-        self._repos[name] = (now, repo)
+        self._repos[name] = (time.monotonic(), repo)
         return repo
 
     def accept(self, repo: Repository, delivery: Delivery) -> tuple[dict[str, Any], int]:
