@@ -51,7 +51,8 @@ def delivery(
             "Content-Type": "application/json",
         }
     doc = json.loads((PAYLOADS / "github-pull_request.json").read_text())
-    doc.update(number=n, action="synchronize" if action == "update" else "opened")
+    updated = "synchronized" if host == "gitea" else "synchronize"  # as each host says it
+    doc.update(number=n, action=updated if action == "update" else "opened")
     doc["pull_request"]["head"].update(sha=sha, ref="feature")
     doc["pull_request"]["base"]["ref"] = "main"
     doc["repository"]["full_name"] = "acme/infra"

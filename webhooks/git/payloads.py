@@ -70,7 +70,8 @@ class Delivery:
         return self.head_sha if self.event == "pull_request" else self.after
 
 
-PLAN_ACTIONS = ("opened", "synchronize", "reopened", "edited", "open", "update", "reopen")
+# GitHub: opened, synchronize, reopened; Gitea/Forgejo: synchronized; GitLab: open, update …
+PLAN_ACTIONS = ("opened", "synchronize", "synchronized", "reopened", "open", "update", "reopen")
 _ZERO = "0" * 40
 
 
