@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from engine.store.database import Connection
@@ -198,8 +199,14 @@ class Registry:
 
     def record_delivery(self, repo: str, delivery_id: str, event: str, commit: str) -> bool:
         """Store a delivery, durably; False when (repo, delivery id) was recorded before."""
+        return self.record_delivery_later(repo, delivery_id, event, commit).result()
+
+    def record_delivery_later(
+        self, repo: str, delivery_id: str, event: str, commit: str
+    ) -> Future[bool]:
+        """:meth:`record_delivery` without waiting: the future resolves once committed."""
         row = (repo, delivery_id, event, commit, time.time(), "queued", "", "[]")
-        return self.store.write(
+        return self.store.write_later(
             lambda conn: (
                 conn.execute(
                     f"INSERT INTO deliveries ({_DELIVERY_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)"
@@ -236,8 +243,18 @@ class Registry:
     def finish_delivery(
         self, repo: str, delivery_id: str, status: str, message: str, run_ids: list[str]
     ) -> None:
-        args = (status, message, json.dumps(run_ids), repo, delivery_id)
-        self.store.write(
+        self.finish_delivery_later(repo, delivery_id, status, message, run_ids).result()
+
+    def finish_delivery_later(
+        self,
+        repo: str,
+        delivery_id: str,
+        status: str,
+        message: str,
+        run_ids: list[str] | None = None,
+    ) -> Future[object]:
+        args = (status, message, json.dumps(run_ids or []), repo, delivery_id)
+        return self.store.write_later(
             lambda conn: conn.execute(
                 "UPDATE deliveries SET status = ?, message = ?, run_ids = ?"
                 " WHERE repo = ? AND delivery_id = ?",

@@ -20,6 +20,7 @@ Example::
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import threading
@@ -99,7 +100,15 @@ class GitFrontDoor:
             delivery = parse(host, headers, bytes(body))
         except Malformed as err:
             return refuse(400, str(err))
-        doc, status = await run_in_threadpool(self.accept, repo, delivery)
+        # Stored (committed) before the answer, awaited on the loop: no thread is held.
+        recorded = self.registry.record_delivery_later(
+            repo.name, delivery.delivery_id, delivery.event, delivery.commit
+        )
+        if not await asyncio.wrap_future(recorded):
+            known = await run_in_threadpool(self.registry.delivery, repo.name, delivery.delivery_id)
+            assert known is not None
+            return JSONResponse({**known.to_json(), "replayed": True}, 200)
+        doc, status = self.accept(repo, delivery)
         return JSONResponse(doc, status)
 
     def _repo(self, name: str) -> Repository | None:
@@ -110,14 +119,8 @@ class GitFrontDoor:
         return repo
 
     def accept(self, repo: Repository, delivery: Delivery) -> tuple[dict[str, Any], int]:
-        """Record the delivery (durably), queue its work; a replay is answered as recorded."""
+        """Queue the work of a delivery just recorded; its answer."""
         event = delivery.event
-        if not self.registry.record_delivery(
-            repo.name, delivery.delivery_id, event, delivery.commit
-        ):
-            known = self.registry.delivery(repo.name, delivery.delivery_id)
-            assert known is not None
-            return {**known.to_json(), "replayed": True}, 200
         if delivery.project_id or delivery.repository:
             self._projects[repo.name] = delivery.project_id or delivery.repository
         trigger = f"{delivery.host} {event} {delivery.delivery_id}"
@@ -132,7 +135,7 @@ class GitFrontDoor:
             status = "queued"
         else:
             why = "pong" if event == "ping" else f"nothing to do for this {event}"
-            self.registry.finish_delivery(repo.name, delivery.delivery_id, "ignored", why, [])
+            self.registry.finish_delivery_later(repo.name, delivery.delivery_id, "ignored", why)
             status = "ignored"
         doc = {"delivery": delivery.delivery_id, "event": event, "commit": delivery.commit}
         return {**doc, "status": status, "runs": [], "replayed": False}, 202
