@@ -63,6 +63,7 @@ class Outcome:
     left: list[str] = field(default_factory=list)  # undeclared without prune: left running
     problems: list[Problem] = field(default_factory=list)
     error: str = ""
+    skipped: bool = False  # the head was reconciled before (``only_new``)
 
     @property
     def ok(self) -> bool:
@@ -80,6 +81,8 @@ class Outcome:
             return f"{self.problems[0]}{more}"
         if self.error:
             return self.error
+        if self.skipped:
+            return f"commit {self.commit[:12]} was reconciled already"
         parts = [f"{len(self.started)} started", f"{len(self.unchanged)} unchanged"]
         if self.destroyed:
             parts.append(f"{len(self.destroyed)} destroyed")
@@ -96,6 +99,7 @@ class Outcome:
             "left_running": self.left,
             "problems": [p.to_json() for p in self.problems],
             "error": self.error,
+            "skipped": self.skipped,
         }
 
 
@@ -152,6 +156,7 @@ class GitOps:
                 clone = self.clone(repo)
                 outcome.commit = clone.fetch(repo.branch)
                 if only_new and outcome.commit == self.repository(name).last_commit:
+                    outcome.skipped = True
                     return outcome
                 tree = clone.tree(outcome.commit)
                 self._notify(repo, outcome.commit, "pending", "reconciling")

@@ -156,7 +156,8 @@ class GitFrontDoor:
         if not waiting:
             return
         first, trigger = waiting[0]
-        outcome = self.gitops.reconcile(name, trigger)
+        # A head already reconciled (a re-sent push) needs nothing: `repo sync` retries.
+        outcome = self.gitops.reconcile(name, trigger, only_new=True)
         status = "done" if outcome.ok else "failed"
         self.registry.finish_delivery(name, first, status, outcome.describe(), outcome.started)
         for delivery_id, _ in waiting[1:]:  # its runs are the first one's, named once
