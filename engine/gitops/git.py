@@ -130,10 +130,15 @@ class Clone:
         scratch = Path(tempfile.mkdtemp(prefix=".tree-", dir=target.parent))
         try:
             with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-                tar.extractall(scratch, filter="data")
+                if hasattr(tarfile, "data_filter"):  # Python ≥ 3.11.4: refuse odd members
+                    tar.extractall(scratch, filter="data")
+                else:  # links out of the tree are refused later by the recipe finder
+                    tar.extractall(scratch)
             os.replace(scratch, target)
         except FileExistsError:
             pass  # another job exported it first
+        except (tarfile.TarError, OSError) as err:
+            raise GitError(f"commit {sha[:12]} cannot be exported: {err}") from err
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         return target
