@@ -55,6 +55,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/coordination.py
 	$(BIN)/python bench/deploy.py
 	$(BIN)/python bench/slack.py
+	$(BIN)/python bench/webhooks.py
 
 clean:
 	rm -rf $(VENV) .slipstream out .pytest_cache .mypy_cache .ruff_cache

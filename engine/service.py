@@ -287,8 +287,9 @@ class Service:
         return action
 
     def approve(self, actor: Actor, run_id: str) -> str:
-        """Let a run held for approval go on (the actor needs ``approve`` on it)."""
-        run = self.run_for(actor, run_id, "approve", own_is_enough=False)
+        """Let a run held for approval go on (the actor needs ``approve`` on it, and must
+        be among the run's ``approvers`` when its origin names some: a GitOps declaration)."""
+        run = self.run_approvable(actor, run_id)
         if not self.store.set_approval(run_id, "approved", expect="pending"):
             raise Conflict(
                 f"run `{run_id}` is not waiting for an approval ({run.approval or 'none'})"
@@ -299,7 +300,7 @@ class Service:
 
     def reject(self, actor: Actor, run_id: str) -> str:
         """Refuse a held run: it is cancelled without being applied."""
-        run = self.run_for(actor, run_id, "approve", own_is_enough=False)
+        run = self.run_approvable(actor, run_id)
         if not self.store.set_approval(run_id, "rejected", expect="pending"):
             raise Conflict(
                 f"run `{run_id}` is not waiting for an approval ({run.approval or 'none'})"
@@ -310,6 +311,17 @@ class Service:
             self.jobs.submit(run_id, "terminate", lambda: self.manager().terminate(run_id))
             return self._state(run_id)
         return self.manager().terminate(run_id)
+
+    def run_approvable(self, actor: Actor, run_id: str) -> RunRecord:
+        """The run, if ``actor`` may approve or reject it: the ``approve`` right, and a
+        name among the ``approvers`` its origin lists, if any (admins: always)."""
+        import json
+
+        run = self.run_for(actor, run_id, "approve", own_is_enough=False)
+        approvers = json.loads(run.origin or "{}").get("approvers") or []
+        if approvers and not actor.admin and actor.name not in approvers:
+            raise AccessDenied(actor.name, "approve", run.deployment)
+        return run
 
     # -- reading ----------------------------------------------------------------------
 

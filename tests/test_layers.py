@@ -39,6 +39,8 @@ SCALED = "engine.scaled"
 ENGINE_FOR_FRONT_DOORS = (
     ENGINE_BELOW_SERVICE | {"engine.access", INVENTORY, "engine.service", SCALED} | SHARED
 )
+# Above the service, below the front doors: repositories kept deployed (GitOps).
+GITOPS = "engine.gitops"
 # What each unit may import besides itself; the longest matching prefix decides.
 ALLOWED: dict[str, set[str]] = {
     "engine.errors": set(),
@@ -58,11 +60,12 @@ ALLOWED: dict[str, set[str]] = {
     INVENTORY: ENGINE_BELOW_SERVICE | SHARED,
     "engine.service": ENGINE_BELOW_SERVICE | SHARED | {"engine.access", INVENTORY},
     SCALED: ENGINE_BELOW_SERVICE | SHARED | {"engine.access", INVENTORY, "engine.service"},
-    "engine.cli": ENGINE_FOR_FRONT_DOORS | {"webhooks", "chatops", "engine.cli.client"},
+    GITOPS: ENGINE_FOR_FRONT_DOORS,
+    "engine.cli": ENGINE_FOR_FRONT_DOORS | {GITOPS, "webhooks", "chatops", "engine.cli.client"},
     # The REST API's client: the standard library only, so notebooks reuse it.
     "engine.cli.client": set(),
     "engine": ENGINE_FOR_FRONT_DOORS,  # modules at the top of engine/ other than the base
-    "webhooks": ENGINE_FOR_FRONT_DOORS | {"chatops"},
+    "webhooks": ENGINE_FOR_FRONT_DOORS | {GITOPS, "chatops"},
     "chatops": ENGINE_FOR_FRONT_DOORS,
     # Embedded, a notebook serves its runs' agents (webhooks) as the embedded CLI does.
     "notebooks": ENGINE_FOR_FRONT_DOORS | {"webhooks", "engine.cli.client"},

@@ -65,7 +65,12 @@ def refusal_body(request: Request, code: str, message: str) -> dict[str, Any]:
 
 
 def create_app(
-    home: Path, coordinator: Coordinator, service: Service | None = None, *, slack: Any = None
+    home: Path,
+    coordinator: Coordinator,
+    service: Service | None = None,
+    *,
+    slack: Any = None,
+    git: Any = None,
 ) -> Starlette:
     """The app serving the agent API for the runs of ``coordinator``'s store, and with a
     resident ``service`` its REST API (and ``slack``'s endpoint when given)."""
@@ -78,6 +83,8 @@ def create_app(
 
         bridge: Any = WSGIMiddleware(slack, workers=16)
         routes.append(Mount("/slack", app=bridge))
+    if git is not None:  # a webhooks.git.hooks.GitFrontDoor: POST /hooks/{repository}
+        routes.extend(git.routes())
     if service is not None:
         routes.append(metrics_route(service))
         routes.extend(rest_routes(service))

@@ -39,6 +39,7 @@ from webhooks.tls import ensure_certificate, fingerprint
 
 if TYPE_CHECKING:
     from chatops.app import SlackFrontDoor
+    from webhooks.git.hooks import GitFrontDoor
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,8 @@ class ServeSettings:
     stop_grace_s: float = 30.0
     # Where chat front doors look recipes up by name (None: the service home's parent).
     recipe_root: Path | None = None
+    # Seconds between fetches of every registered repository (0: webhooks only).
+    poll: float = 0.0
 
     @classmethod
     def load(cls, home: Path, **flags: Any) -> ServeSettings:
@@ -100,6 +103,7 @@ class ServeSettings:
             workers=int(found.get("workers", cls.workers)),
             stop_grace_s=float(found.get("stop_grace_s", cls.stop_grace_s)),
             recipe_root=Path(found["recipe_root"]) if found.get("recipe_root") else None,
+            poll=float(found.get("poll", 0.0)),
         )
         if settings.tls not in ("auto", "on", "off"):
             raise ValueError(f"tls must be auto, on or off, not `{settings.tls}`")
@@ -137,6 +141,8 @@ class ResidentService:
         self.replicas: Any = None
         self.server: HttpServer | None = None
         self.slack: SlackFrontDoor | None = None
+        self.git: GitFrontDoor | None = None
+        self.git_jobs: Jobs = self.jobs
         self.endpoints = Endpoints("", "")
         self._stopping = threading.Event()
         self._sweeper = threading.Thread(target=self._sweep, name="take-over", daemon=True)
@@ -171,7 +177,13 @@ class ResidentService:
             root = settings.recipe_root or self.home.resolve().parent
             self.slack = SlackFrontDoor(self.service, slack, lambda: [root], self.home)
         wsgi = self.slack.wsgi if self.slack is not None else None
-        app = create_app(self.home, coordinator, service=self.service, slack=wsgi)
+        from webhooks.git.hooks import GitFrontDoor
+
+        # Reconciling is no worker task: scaled, it runs here and the runs it starts are
+        # queued for the workers like any other.
+        self.git_jobs = JobRunner(settings.workers) if self.scaled else self.jobs
+        self.git = GitFrontDoor(self.service, self.git_jobs, settings.poll)
+        app = create_app(self.home, coordinator, service=self.service, slack=wsgi, git=self.git)
         self.server = HttpServer(
             app,
             unix=self.home.resolve() / "sockets" / f"{os.getpid()}.sock",
@@ -191,6 +203,7 @@ class ResidentService:
             self._sweeper.start()
         if self.slack is not None:
             self.slack.start()
+        self.git.start()
         return self
 
     @property
@@ -222,11 +235,15 @@ class ResidentService:
         cleanly and its state kept); then the server closes. Returns the runs left to
         resume at the next start."""
         self._stopping.set()
+        if self.git is not None:
+            self.git.stop()
         if self.slack is not None:
             self.slack.stop()
         manager = self.service.manager()
         manager.stop()
         unfinished = self.jobs.stop(self.settings.stop_grace_s)
+        if self.git_jobs is not self.jobs:
+            self.git_jobs.stop(self.settings.stop_grace_s)
         self.service.coordinator.hub.close()
         if self.server is not None:
             self.server.stop()

@@ -31,6 +31,7 @@ from engine.cli import (
     inventory,
     quotas,
     recipes,
+    repos,
     runs,
     scale,
     scaled,
@@ -97,6 +98,7 @@ for name, group in (
     ("right", accounts.rights),
     ("quota", quotas.quotas),
     ("db", scaled.db),
+    ("repo", repos.repos),
 ):
     app.add_typer(group, name=name)
 

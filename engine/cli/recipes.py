@@ -142,8 +142,17 @@ def compile_cmd(
             typer.echo(f"{name}: {path}")
 
 
-def schema() -> None:
+def schema(
+    gitops: Annotated[
+        bool, typer.Option("--gitops", help="the schema of slipstream.yaml instead")
+    ] = False,
+) -> None:
     """Print the JSON Schema (draft-07) of recipe files, for editors."""
+    if gitops:
+        from engine.gitops.declarations import DECLARATIONS_SCHEMA
+
+        print_json(DECLARATIONS_SCHEMA)
+        return
     from engine.recipes.schema import recipe_schema
 
     print_json(recipe_schema())

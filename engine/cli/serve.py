@@ -42,6 +42,10 @@ def serve(
         bool,
         typer.Option("--json-logs", help="log JSON lines with the run id (SLIPSTREAM_LOG_JSON)"),
     ] = False,
+    poll: Annotated[
+        float | None,
+        typer.Option("--poll", help="fetch registered repositories every N seconds"),
+    ] = None,
 ) -> None:
     """Run the resident service: agents, the REST API and run jobs, until stopped."""
     from webhooks.resident import ResidentService, ServeSettings
@@ -61,6 +65,7 @@ def serve(
             cert=cert,
             key=key,
             workers=workers,
+            poll=poll,
         )
     except ValueError as err:
         typer.echo(f"serve: {err}", err=True)

@@ -42,6 +42,7 @@ TABLES = frozenset(
     {"alembic_version", "runs", "instances", "params", "votes", "events", "reports"}
     | {"users", "tokens", "grants", "identities"}
     | {"quotas", "images", "run_files"}
+    | {"repositories", "deliveries", "declared", "review_comments"}
 )
 # States in which a fenced write is refused, besides any state of an aborted run.
 FENCED_STATES = ("Done", "Aborted", "Cancelled")

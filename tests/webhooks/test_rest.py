@@ -88,6 +88,9 @@ def test_the_openapi_document_validates_and_documents_every_route(served: Served
     validate(spec)
     assert set(spec["paths"]) == {
         "/api/v1/plans",
+        "/api/v1/repositories",
+        "/api/v1/repositories/{name}",
+        "/api/v1/repositories/{name}/sync",
         "/api/v1/runs",
         "/api/v1/runs/{run_id}",
         "/api/v1/runs/{run_id}/approve",

@@ -23,6 +23,7 @@ from webhooks.rest import errors
 from webhooks.rest.accounts import accounts_blueprint
 from webhooks.rest.auth import bearer_auth
 from webhooks.rest.openapi import DictRules, merge_duplicates, require_bodies
+from webhooks.rest.repositories import repositories_blueprint
 from webhooks.rest.runs import runs_blueprint
 from webhooks.rest.stream import document_streams, stream_routes
 
@@ -50,6 +51,7 @@ def create_rest_app(service: Service) -> APIFlask:
     auth = bearer_auth(service)
     app.register_blueprint(runs_blueprint(service, auth))
     app.register_blueprint(accounts_blueprint(service, auth))
+    app.register_blueprint(repositories_blueprint(service, auth))
     app.spec_processor(finish_document)
     with warnings.catch_warnings():
         # Made once, now: APIFlask registers a schema that is both nested and top-level
