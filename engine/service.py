@@ -281,10 +281,31 @@ class Service:
         from engine.runs.scalespec import parse_scale
         from engine.runs.scaling import Scaler
 
-        self.run_for(actor, run_id, "deploy")
+        run = self.run_for(actor, run_id, "deploy")
         action = parse_scale(changes, remove)
         Scaler(self.manager()).check(run_id, action)
+        if action.adds:
+            self._check_scale_quota(run, action)
         return action
+
+    def _check_scale_quota(self, run: RunRecord, action: ScaleAction) -> None:
+        """QuotaExceeded when the instances ``action`` adds would take the run's owner over
+        a quota on the clouds they go to (the same clouds the scale round picks)."""
+        import json
+
+        from engine.coordination.keys import highest_index
+        from engine.runs.quotas import Amount, Quotas, size_amount
+
+        body = json.loads(run.spec)["nodes"][action.node]
+        each = size_amount(str(body.get("size", "")))
+        top = highest_index(body)
+        wanted: dict[str, Amount] = {}
+        for i in range(top + 1, top + 1 + action.add):
+            cloud = body["clouds"][(i - 1) % len(body["clouds"])]
+            wanted[cloud] = wanted.get(cloud, Amount()) + each
+        quotas = Quotas(self.store)
+        for cloud, amount in sorted(wanted.items()):
+            quotas.check(run.user, cloud, amount)
 
     def approve(self, actor: Actor, run_id: str) -> str:
         """Let a run held for approval go on (the actor needs ``approve`` on it, and must

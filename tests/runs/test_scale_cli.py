@@ -26,6 +26,15 @@ def test_scale_from_another_process_and_its_usage_errors(tmp_path: Path) -> None
         assert params["worker:ids"] == "1,2"
         assert params["head.1:answer"] == ANSWER
         assert params["head.1:scaled"] == "vm_create worker.2"
+        # A quota is checked before the round: refused, nothing changes.
+        user = json.loads(cli(home, "status", run_id, "--json").stdout)["user"]
+        assert cli(home, "quota", "set", user, "local", "instances=3").returncode == 0
+        over = cli(home, "scale", run_id, "worker=+2", "--json")
+        assert over.returncode == 1
+        assert "quota `local instances` exceeded (quota 3, current 3, requested 2)" in (
+            over.stderr
+        )
+        assert cli(home, "quota", "set", user, "local", "instances=100").returncode == 0
         bad = cli(home, "scale", run_id, "worker=two")
         assert bad.returncode == 2
         assert "scale: `worker=two`: say NODE=+N or NODE=-N" in bad.stderr

@@ -47,12 +47,13 @@ def params(cluster: Cluster, run_id: str) -> dict[str, str]:
 
 
 def kept(before: dict[str, str], after: dict[str, str]) -> list[str]:
-    """Keys set before that are gone or changed after (besides the run's state flags and
-    status lines, which move on)."""
+    """Keys set before that are gone or changed after (besides the run's state flags,
+    status lines and instances' ``scale.state``, which move on)."""
+    moving = (":statecustom", ":scale.state")
     return [
         k
         for k, v in before.items()
-        if k not in CHANGING and not k.endswith(":statecustom") and after.get(k) != v
+        if k not in CHANGING and not k.endswith(moving) and after.get(k) != v
     ]
 
 
