@@ -250,6 +250,8 @@ def run_one(n: int, args: argparse.Namespace) -> dict[str, Any]:
         if flood is not None:
             flood.drop()
         finished = crowd.results()
+        after = os.times()
+        burst_cpu = after.user - now.user + after.system - now.system
         rss, peak = proc_status("VmRSS"), proc_status("VmHWM")
         time.sleep(0.5)  # the server closes what the instances and the flood closed
         fds_after = open_fds()
@@ -263,6 +265,7 @@ def run_one(n: int, args: argparse.Namespace) -> dict[str, Any]:
         abort=abort,
         drove=drove,
         server_cpu=server_cpu,
+        burst_cpu=burst_cpu,
         client_cpu=finished["cpu"],
         procs=procs,
         rss=rss,
@@ -440,7 +443,8 @@ def show(res: dict[str, Any]) -> None:
     if res["burst_s"]:
         print(
             f"  sustained parameter ops (all {n} set/get, no waits): {res['burst_ops']} in "
-            f"{res['burst_s']:.2f} s = {res['rate']:.0f} ops/s"
+            f"{res['burst_s']:.2f} s = {res['rate']:.0f} ops/s; server CPU "
+            f"{1e6 * res['burst_cpu'] / max(1, res['burst_ops']):.0f} µs per op"
         )
     for line in res["burst_errors"][:3]:
         print(f"  burst error: {line[:200]}")
