@@ -21,9 +21,10 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
+from starlette.types import Receive, Scope, Send
 
 from engine.coordination.coordinator import Coordinator
-from webhooks.agent_api import AgentAPI
+from webhooks.agent_api import AgentAPI, HotRoutes
 
 if TYPE_CHECKING:
     from engine.service import Service
@@ -64,6 +65,23 @@ def refusal_body(request: Request, code: str, message: str) -> dict[str, Any]:
     return {"error": message}
 
 
+class App(Starlette):
+    """Starlette, with the agent API's hot routes served before its middleware and router."""
+
+    def __init__(self, hot: HotRoutes, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.hot = hot
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            found = self.hot.find(scope)
+            if found is not None:
+                scope["app"] = self
+                await self.hot.serve(found, scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
+
+
 def create_app(
     home: Path,
     coordinator: Coordinator,
@@ -74,10 +92,8 @@ def create_app(
 ) -> Starlette:
     """The app serving the agent API for the runs of ``coordinator``'s store, and with a
     resident ``service`` its REST API (and ``slack``'s endpoint when given)."""
-    routes: list[BaseRoute] = [
-        Route("/healthz", healthz, methods=["GET"]),
-        *AgentAPI(home, coordinator).routes(),
-    ]
+    agent_routes = AgentAPI(home, coordinator).routes()
+    routes: list[BaseRoute] = [Route("/healthz", healthz, methods=["GET"]), *agent_routes]
     if slack is not None:
         from a2wsgi import WSGIMiddleware
 
@@ -88,7 +104,11 @@ def create_app(
     if service is not None:
         routes.append(metrics_route(service))
         routes.extend(rest_routes(service))
-    return Starlette(routes=routes, exception_handlers={404: not_found, 405: not_allowed})
+    return App(
+        HotRoutes(agent_routes),
+        routes=routes,
+        exception_handlers={404: not_found, 405: not_allowed},
+    )
 
 
 def rest_routes(service: Service) -> list[BaseRoute]:

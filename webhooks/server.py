@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,9 @@ log = logging.getLogger(__name__)
 BACKLOG = 4096
 #: Idle kept-alive connections are closed after this long (agents reconnect at once).
 KEEP_ALIVE_S = 120
+#: A new connection must send a whole request head within this long (an agent sends its
+#: first request at once; idle sockets are let go).
+REQUEST_HEAD_S = 30.0
 #: On stop, how long open requests (long-polls included) may take before they are cut.
 STOP_GRACE_S = 2.0
 
@@ -96,6 +100,89 @@ def raise_file_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
+class CoalescingTransport:
+    """A connection's writes of one step of the event loop leave in one send.
+
+    uvicorn writes an answer's head and body separately: two system calls, and two
+    segments the agent wakes up for. Writes queue here and go out together once the
+    loop's current step is done (the same step, for an answer); closing sends what is
+    queued first. Everything else is the transport's own.
+    """
+
+    __slots__ = ("_due", "_loop", "_queued", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._queued: list[bytes] = []
+        self._due = False
+
+    def write(self, data: bytes) -> None:
+        self._queued.append(data)
+        if not self._due:
+            self._due = True
+            self._loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        self._due = False
+        if self._queued:
+            data = b"".join(self._queued)
+            self._queued.clear()
+            if not self._transport.is_closing():
+                self._transport.write(data)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+class Protocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, writing through a :class:`CoalescingTransport`, and
+    closing a connection whose request head has not arrived :data:`REQUEST_HEAD_S` after
+    it opened, or :data:`KEEP_ALIVE_S` after its last answer. uvicorn alone holds forever
+    a connection that never sends a whole request head (its keep-alive timer starts only
+    after an answer, and any byte received stops it), so idle sockets would use up the
+    process's descriptors."""
+
+    _head_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        coalescing: Any = CoalescingTransport(transport, self.loop)
+        self.transport = coalescing
+        self._await_head(REQUEST_HEAD_S)
+
+    def _await_head(self, seconds: float) -> None:
+        self._stop_head_timer()
+        self._head_timer = self.loop.call_later(seconds, self._no_head)
+
+    def _stop_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _no_head(self) -> None:
+        self._head_timer = None
+        if self.cycle is None or self.cycle.response_complete:
+            self.transport.close()
+
+    def on_headers_complete(self) -> None:
+        self._stop_head_timer()
+        super().on_headers_complete()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing():
+            self._await_head(KEEP_ALIVE_S)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_head_timer()
+        super().connection_lost(exc)
+
+
 class HttpServer:
     """Serves ``app`` on a Unix socket and/or a TCP port from a background thread."""
 
@@ -148,11 +235,14 @@ class HttpServer:
             lifespan="off",
             log_level="warning",
             access_log=False,
-            http="httptools",
+            http=Protocol,
             timeout_keep_alive=KEEP_ALIVE_S,
             timeout_graceful_shutdown=int(STOP_GRACE_S),
             backlog=BACKLOG,
             server_header=False,
+            # Nothing reads the client's address, and a forwarded one would be trusted from
+            # any local user: the middleware that rewrites it is a tenth of a request's time.
+            proxy_headers=False,
             ssl_certfile=str(tls.cert) if tls else None,
             ssl_keyfile=str(tls.key) if tls else None,
             ssl_cert_reqs=ssl.CERT_NONE,

@@ -21,9 +21,15 @@ from engine.cli.output import print_json
 if TYPE_CHECKING:
     from engine.service import Service
 
-users = typer.Typer(help="Users of the service.", no_args_is_help=True)
-tokens = typer.Typer(help="API tokens (shown once, stored hashed).", no_args_is_help=True)
-rights = typer.Typer(help="Rights on deployments: view, deploy, approve.", no_args_is_help=True)
+users = typer.Typer(help="Users of the service.", no_args_is_help=True, rich_markup_mode=None)
+tokens = typer.Typer(
+    help="API tokens (shown once, stored hashed).", no_args_is_help=True, rich_markup_mode=None
+)
+rights = typer.Typer(
+    help="Rights on deployments: view, deploy, approve.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
 
 
 def _service() -> Service:

@@ -96,6 +96,8 @@ class Coordinator:
         self.hub = hub
         self._caches: dict[str, RunCache] = {}
         self._owners: dict[str, tuple[tuple[str, str], float]] = {}
+        # Runs whose remembered tokens are being checked again (on the server's loop).
+        self._checking: dict[str, asyncio.Future[None]] = {}
         self._lock = threading.Lock()
 
     # -- loading ----------------------------------------------------------------------
@@ -161,7 +163,33 @@ class Coordinator:
         found = self._owners.get(token_hash_)
         if found is not None and time.monotonic() - found[1] < OWNER_TTL_S:
             return found[0]
-        return await asyncio.get_running_loop().run_in_executor(None, self.owner, token_hash_)
+        loop = asyncio.get_running_loop()
+        if found is None:
+            return await loop.run_in_executor(None, self.owner, token_hash_)
+        # Remembered too long: every remembered token of its run is checked again at once
+        # (one query, and one trip to a thread, for thousands of agents, not one each).
+        run_id = found[0][0]
+        checking = self._checking.get(run_id)
+        if checking is None:
+            checking = loop.run_in_executor(None, self._check_owners, run_id)
+            self._checking[run_id] = checking
+            checking.add_done_callback(lambda _: self._checking.pop(run_id, None))
+        await asyncio.shield(checking)
+        found = self._owners.get(token_hash_)
+        return None if found is None else found[0]
+
+    def _check_owners(self, run_id: str) -> None:
+        """Forget the remembered tokens of ``run_id`` that no longer work, and remember the
+        others afresh."""
+        live = {i["token_hash"] for i in self.store.instances(run_id) if not i["removed"]}
+        now = time.monotonic()
+        with self._lock:  # retire() may be replacing the map meanwhile: never put one back
+            for hash_, (owner, _) in list(self._owners.items()):
+                if owner[0] == run_id:
+                    if hash_ in live:
+                        self._owners[hash_] = (owner, now)
+                    else:
+                        del self._owners[hash_]
 
     # -- the agent API (on the server's event loop) -----------------------------------
 
@@ -475,7 +503,8 @@ class Coordinator:
     def retire(self, run_id: str) -> None:
         """After destroy: the run's tokens stop working at once."""
         self.store.retire_instances(run_id)
-        self._owners = {h: o for h, o in self._owners.items() if o[0][0] != run_id}
+        with self._lock:
+            self._owners = {h: o for h, o in self._owners.items() if o[0][0] != run_id}
 
     # -- scale actions (engine.runs.scaling) ------------------------------------------
 
@@ -502,7 +531,8 @@ class Coordinator:
                 cache.spec = spec
                 cache.copies = keys.mapped_copies(spec)
         gone = {(run_id, name) for name in names}  # their tokens stop working at once
-        self._owners = {h: o for h, o in self._owners.items() if o[0] not in gone}
+        with self._lock:
+            self._owners = {h: o for h, o in self._owners.items() if o[0] not in gone}
         self._advance(run_id, cache)
 
     # -- the scaled mode: writes made by other processes (engine.coordination.replicas) --

@@ -55,6 +55,9 @@ class Hub:
         self._futures: dict[tuple[str, str], asyncio.Future[object]] = {}
         self._keys_of_run: dict[str, set[str]] = {}
         self._closing = False
+        # Wake-ups from other threads waiting for the loop to take them (under _lock).
+        self._queued: list[tuple[Callable[..., None], tuple[object, ...]]] = []
+        self._flush_due = False
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         """The event loop async waiters run on (the server's)."""
@@ -129,8 +132,28 @@ class Hub:
             running = None
         if running is loop:
             callback(*args)
-        else:
-            loop.call_soon_threadsafe(callback, *args)
+            return
+        # From another thread (the store's writer, committing a batch of writes): the
+        # wake-ups queue up and reach the loop with one thread-safe call (one write to the
+        # loop's wake-up pipe) for all that came before the loop took them, in order.
+        with self._lock:
+            self._queued.append((callback, args))
+            if self._flush_due:
+                return
+            self._flush_due = True
+        try:
+            loop.call_soon_threadsafe(self._flush)
+        except RuntimeError:  # the loop closed meanwhile
+            with self._lock:
+                self._queued.clear()
+                self._flush_due = False
+
+    def _flush(self) -> None:
+        with self._lock:
+            queued, self._queued = self._queued, []
+            self._flush_due = False
+        for callback, args in queued:
+            callback(*args)
 
     # -- both -------------------------------------------------------------------------
 

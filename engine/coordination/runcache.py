@@ -48,9 +48,12 @@ class RunCache:
 
     def barrier_complete(self, state: str) -> bool:
         """Whether the run may leave ``state`` now: a barrier state, armed, every vote in."""
+        voters = self.voters_of(state)
         return (
             state in NEXT_STATE
             and state in self.armed
             and self.abort is None
-            and self.expected <= self.voters_of(state)
+            # The count first: every vote asks, and only the last ones need the whole check.
+            and len(voters) >= len(self.expected)
+            and self.expected <= voters
         )

@@ -31,9 +31,7 @@ def test_scale_from_another_process_and_its_usage_errors(tmp_path: Path) -> None
         assert cli(home, "quota", "set", user, "local", "instances=3").returncode == 0
         over = cli(home, "scale", run_id, "worker=+2", "--json")
         assert over.returncode == 1
-        assert "quota `local instances` exceeded (quota 3, current 3, requested 2)" in (
-            over.stderr
-        )
+        assert "quota `local instances` exceeded (quota 3, current 3, requested 2)" in (over.stderr)
         assert cli(home, "quota", "set", user, "local", "instances=100").returncode == 0
         bad = cli(home, "scale", run_id, "worker=two")
         assert bad.returncode == 2
