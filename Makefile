@@ -16,7 +16,7 @@ demo: $(STAMP)  ## the main job: deploy the load-balanced web app on the local c
 	$(BIN)/slipstream deploy webapp
 
 test: $(STAMP) tools  ## every test, with real Terraform and real processes
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 3 --dist loadfile
 
 # System tools the tests use, installed when missing where we are root with apt-get:
 # bubblewrap isolates `local` instances (README: Isolation on the local cloud) and the tests

@@ -25,11 +25,10 @@ from engine.service import Service
 from engine.store.runstore import RunFilter, RunRecord
 from notebooks.backend import BackendError, DeployRequest, RunQuery, scale_change
 from notebooks.recipes import root_for
+from webhooks.local_agents import serve_agents
 
 if TYPE_CHECKING:
-    from engine.coordination.coordinator import Coordinator
     from engine.recipes.clouds import CloudsConfig
-    from engine.runs.endpoints import Endpoints
 
 PAGE = 1000
 
@@ -42,30 +41,6 @@ def home_from_env() -> Path:
     PosixPath('.slipstream')
     """
     return Path(os.environ.get("SLIPSTREAM_HOME", ".slipstream"))
-
-
-def serve_agents(home: Path) -> Callable[[Coordinator], tuple[Endpoints, Callable[[], None]]]:
-    """The agents' HTTP server, started with the first run (as the embedded CLI does)."""
-
-    def serve(coordinator: Coordinator) -> tuple[Endpoints, Callable[[], None]]:
-        from engine.runs.endpoints import Endpoints
-        from webhooks.app import create_app
-        from webhooks.server import HttpServer
-
-        server = HttpServer(
-            create_app(home, coordinator),
-            unix=home.resolve() / "sockets" / f"{os.getpid()}.sock",
-            tcp=("127.0.0.1", 0),
-            on_loop=coordinator.hub.attach,
-        ).start()
-
-        def stop() -> None:
-            coordinator.hub.close()
-            server.stop()
-
-        return Endpoints(server.unix_url, server.tcp_url), stop
-
-    return serve
 
 
 class EmbeddedBackend:
@@ -239,14 +214,4 @@ def brief(run: RunRecord) -> dict[str, Any]:
         clouds = sorted({c for node in spec["nodes"].values() for c in node["clouds"]})
     except (ValueError, KeyError, TypeError, AttributeError):
         clouds = []
-    return {
-        "id": run.id,
-        "deployment": run.deployment,
-        "user": run.user,
-        "state": run.state,
-        "abort": run.abort_message,
-        "approval": run.approval,
-        "created_at": run.created_at,
-        "updated_at": run.updated_at,
-        "clouds": clouds,
-    }
+    return {**run.brief(), "clouds": clouds}

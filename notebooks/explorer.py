@@ -18,22 +18,13 @@ from typing import Any
 import ipywidgets as w
 
 import notebooks.render as render
+from engine.coordination.coordinator import STATES as RUN_STATES
 from notebooks.backend import Backend, BackendError, RunQuery
 from notebooks.follow import RunFollower
 from notebooks.runview import RunView
 
-STATES = (
-    "",
-    "Initializing",
-    "Provisioning",
-    "Executing",
-    "SendingReports",
-    "Ready",
-    "Finalizing",
-    "Done",
-    "Aborted",
-    "Cancelled",
-)
+#: The state filter's choices: any, then every state of a run.
+STATES = ("", *RUN_STATES)
 
 
 def over(doc: dict[str, Any]) -> bool:

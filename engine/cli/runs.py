@@ -12,10 +12,8 @@ Example:
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
@@ -46,8 +44,6 @@ from engine.cli.output import (
 )
 
 if TYPE_CHECKING:
-    from engine.coordination.coordinator import Coordinator
-    from engine.runs.endpoints import Endpoints
     from engine.service import Service
 
 
@@ -60,26 +56,10 @@ def driving_service(clouds: Path | None = None) -> Service:
 
     home = service_home()
 
-    def serve(coordinator: Coordinator) -> tuple[Endpoints, Callable[[], None]]:
-        # The CLI is the composition root: the only engine module that wires in HTTP.
-        from engine.runs.endpoints import Endpoints
-        from webhooks.app import create_app
-        from webhooks.server import HttpServer
+    # The CLI is the composition root: the only engine module that wires in HTTP.
+    from webhooks.local_agents import serve_agents
 
-        server = HttpServer(
-            create_app(home, coordinator),
-            unix=home.resolve() / "sockets" / f"{os.getpid()}.sock",
-            tcp=("127.0.0.1", 0),
-            on_loop=coordinator.hub.attach,
-        ).start()
-
-        def stop() -> None:
-            coordinator.hub.close()  # long-polls answer now rather than being cut
-            server.stop()
-
-        return Endpoints(server.unix_url, server.tcp_url), stop
-
-    service = Service(home, serve, clouds)
+    service = Service(home, serve_agents(home), clouds)
     for repair in service.repairs:
         typer.echo(f"warning: {repair}", err=True)
     return service

@@ -95,6 +95,25 @@ class RunRecord:
     origin: str = "{}"
     approval: str = ""
 
+    def brief(self) -> dict[str, Any]:
+        """The run as listings show it (REST, notebooks).
+
+        Example:
+            >>> RunRecord("r1", "webapp", "ann", "Ready", 0, 1, 2, None, False, "always",
+            ...           60, "{}", "", None).brief()["state"]
+            'Ready'
+        """
+        return {
+            "id": self.id,
+            "deployment": self.deployment,
+            "user": self.user,
+            "state": self.state,
+            "abort": self.abort_message,
+            "approval": self.approval,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class RunFilter:

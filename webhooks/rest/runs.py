@@ -43,16 +43,7 @@ def run_document(service: Service, actor: Actor, run_id: str, last: int) -> dict
 
 
 def brief(run: RunRecord) -> dict[str, Any]:
-    return {
-        "id": run.id,
-        "deployment": run.deployment,
-        "user": run.user,
-        "state": run.state,
-        "abort": run.abort_message,
-        "approval": run.approval,
-        "created_at": run.created_at,
-        "updated_at": run.updated_at,
-    }
+    return run.brief()
 
 
 def runs_blueprint(service: Service, auth: HTTPTokenAuth) -> APIBlueprint:
