@@ -291,17 +291,19 @@ async def run(cfg: dict[str, Any], connected: Any = None) -> dict[str, Any]:
     """Connect every instance of ``cfg["names"]`` (calling ``connected()`` once all are),
     live the run, close every connection; the per-instance records and the CPU used.
 
-    ``cfg``: ``target`` (``tcp:HOST:PORT`` or ``unix:PATH``), ``run_id``, ``n`` (instances
-    in the whole run), ``names``, ``tokens`` (name → token), ``partners`` (name → [partner,
-    waits first]), ``peers`` (name → whose url the burst reads), ``burst`` (seconds),
-    ``deadline`` (time.monotonic() by which everything must be over).
-    """
+    ``cfg``: ``target`` (``tcp:HOST:PORT`` or ``unix:PATH``), optionally ``targets`` (name →
+    target, for instances talking to another server than ``target``: the scaled bench's
+    replicas), ``run_id``, ``n`` (instances in the whole run), ``names``, ``tokens`` (name
+    → token), ``partners`` (name → [partner, waits first]), ``peers`` (name → whose url the
+    burst reads), ``burst`` (seconds), ``deadline`` (time.monotonic() by which everything
+    must be over)."""
     base = f"/agent/v1/runs/{cfg['run_id']}"
     gate = asyncio.Semaphore(CONNECT_AT_ONCE)
 
     async def join(name: str) -> Instance:
         async with gate:
-            conn = await Http.open(cfg["target"], base, cfg["tokens"][name])
+            target = cfg.get("targets", {}).get(name, cfg["target"])
+            conn = await Http.open(target, base, cfg["tokens"][name])
             await conn.call("GET", "/state")  # authenticated once, outside the timing
         return Instance(conn, name)
 

@@ -21,8 +21,10 @@ Example:
 
 from __future__ import annotations
 
+import random
 import re
 import subprocess
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +40,11 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1", "")
 # Creating a workspace takes the backend's creation lock, which others' first writes hold.
 LOCK_WAIT = "-lock-timeout=120s"
 _PREPARE_LOCK_KEY = 7411003  # pg_advisory_lock key: one workspace preparation at a time
+# ``workspace new`` takes the creation lock once, without -lock-timeout (the pg backend's
+# StateMgr), and every other Terraform process of the database takes it for an instant at
+# each lock of its state: so a creation is tried again for a while when it meets it.
+CREATION_LOCKED = "Already locked for workspace creation"
+CREATION_RETRY_S = 120.0
 
 
 @dataclass(frozen=True)
@@ -99,16 +106,21 @@ class PgBackend:
             for args in steps:
                 if args[0] == "workspace" and not name:
                     continue
-                done = subprocess.run(
-                    [*argv, *args],
-                    cwd=root,
-                    env=plain,
-                    capture_output=True,
-                    text=True,
-                    timeout=600,
-                    check=False,
-                )
-                said = re.sub(r"\x1b\[[0-9;]*m", "", done.stderr + done.stdout)
+                give_up = time.monotonic() + CREATION_RETRY_S
+                while True:
+                    done = subprocess.run(
+                        [*argv, *args],
+                        cwd=root,
+                        env=plain,
+                        capture_output=True,
+                        text=True,
+                        timeout=600,
+                        check=False,
+                    )
+                    said = re.sub(r"\x1b\[[0-9;]*m", "", done.stderr + done.stdout)
+                    if CREATION_LOCKED not in said or time.monotonic() > give_up:
+                        break
+                    time.sleep(random.uniform(0.1, 0.5))
                 if done.returncode != 0 and "already exists" not in said:
                     lines = [x.strip("│╷╵ ") for x in said.splitlines()]
                     why = " ".join(x for x in lines if x and "CLI configuration" not in x)
