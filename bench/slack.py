@@ -22,8 +22,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -39,7 +37,7 @@ from tests.chatops.slackfake import (  # noqa: E402
     signed_headers,
 )
 from tests.e2e import cli, marked_processes  # noqa: E402
-from tests.webhooks.test_resident import free_port  # noqa: E402
+from tests.served import serve  # noqa: E402
 
 SECRET = "bench-signing-secret"
 TOKEN = "xoxb-bench-token"
@@ -48,33 +46,10 @@ CONCURRENT = 50
 PLANS = 5
 
 
-def start(home: Path, slack: FakeSlack) -> tuple[subprocess.Popen[str], str]:
-    port = free_port()
-    env = dict(
-        os.environ,
-        SLIPSTREAM_HOME=str(home),
-        SLACK_SIGNING_SECRET=SECRET,
-        SLACK_BOT_TOKEN=TOKEN,
-        SLACK_API_URL=slack.api_url,
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "engine.cli.app", "serve", "--port", str(port)],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=open(home / "serve.log", "a"),  # noqa: SIM115 - the child owns it
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/healthz", timeout=2):
-                return proc, url
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit((home / "serve.log").read_text()) from None
-            time.sleep(0.1)
+def start(home: Path, slack: FakeSlack) -> tuple[subprocess.Popen[bytes], str]:
+    env = {"SLACK_SIGNING_SECRET": SECRET, "SLACK_BOT_TOKEN": TOKEN, "SLACK_API_URL": slack.api_url}
+    started = serve(home, tls=False, env=env)
+    return started.proc, started.url
 
 
 def command(url: str, slack: FakeSlack, text: str, name: str) -> Answer:

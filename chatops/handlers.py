@@ -167,7 +167,7 @@ class SlackHandlers:
         if actor is None:
             return
         try:
-            run = self.service.run_for(actor, run_id, "approve", own_is_enough=False)
+            run = self.service.run_approvable(actor, run_id)
         except SlipstreamError as err:
             tell(blocks.render(Refused(str(err))))
             return

@@ -159,11 +159,12 @@ class Served:
         return self.proc.returncode
 
 
-def serve(home: Path, tls: bool) -> Served:
-    """Start ``slipstream serve`` on a free loopback port; returns once it serves."""
+def serve(home: Path, tls: bool, env: dict[str, str] | None = None) -> Served:
+    """Start ``slipstream serve`` on a free loopback port (``env``: variables added to its
+    environment); returns once it serves."""
     home.mkdir(parents=True, exist_ok=True)
     log = home.parent / f"{home.name}-serve.log"
-    env = dict(os.environ, SLIPSTREAM_HOME=str(home))
+    env = dict(os.environ, SLIPSTREAM_HOME=str(home), **(env or {}))
     for name in ("SLIPSTREAM_URL", "SLIPSTREAM_TOKEN", "SLIPSTREAM_DATABASE_URL"):
         env.pop(name, None)
     args = ["serve", "--host", "127.0.0.1", "--port", "0", "--tls", "on" if tls else "off"]

@@ -22,7 +22,14 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 TOP_PACKAGES = ("engine", "providers_map", "templates", "webhooks", "chatops", "notebooks")
 
-BASE = {"engine.errors", "engine.files", "engine.canonical", "engine.agent", "engine.metrics"}
+BASE = {
+    "engine.errors",
+    "engine.files",
+    "engine.canonical",
+    "engine.agent",
+    "engine.metrics",
+    "engine.builtins",
+}
 ENGINE_BELOW_SERVICE = BASE | {
     "engine.recipes",
     "engine.compile",
@@ -47,6 +54,7 @@ ALLOWED: dict[str, set[str]] = {
     "engine.metrics": set(),
     "engine.files": {"engine.errors"},  # its errors are the product's
     "engine.canonical": set(),
+    "engine.builtins": set(),
     "engine.agent": set(),
     "providers_map": {"templates"},  # bootstrap scripts are shipped as templates
     "templates": set(),

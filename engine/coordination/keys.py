@@ -28,26 +28,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from engine.builtins import INSTANCE_BUILTINS, SETTABLE_BUILTINS
 from engine.coordination.refusals import BadRequest, Forbidden, NotFound
 
-#: Set by the engine for every instance, with SlipStream's names (``cloudservice``,
-#: ``node_instance_name``, ``service-offer``, ``image.id``, a per-instance
-#: ``multiplicity``); ``engine.recipes.inputs.INSTANCE_BUILTINS`` lists the same names.
-INSTANCE_BUILTINS = (
-    "hostname",
-    "instanceid",
-    "cloud",
-    "cloudservice",
-    "nodename",
-    "node_instance_name",
-    "id",
-    "multiplicity",
-    "service-offer",
-    "image.id",
-    "statecustom",
-    "scale.state",
-)
-SETTABLE_BUILTINS = ("statecustom",)
 RUN_KEYS = ("state", "abort", "category", "url.service")
 NODE_KEYS = ("multiplicity", "ids")
 _NODE = r"[A-Za-z][A-Za-z0-9_-]{0,62}"

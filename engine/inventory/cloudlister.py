@@ -11,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import ClassVar
 
@@ -23,7 +24,7 @@ class ListingUnsupported(SlipstreamError):
     """No lister exists yet for a cloud type."""
 
 
-class CloudLister:
+class CloudLister(ABC):
     """What the inventory needs of one cloud type (subclasses set ``type``)."""
 
     type: ClassVar[str] = ""
@@ -32,14 +33,14 @@ class CloudLister:
     #: The finding for an instance of a state that the cloud no longer has.
     missing_kind: ClassVar[str] = "ghost"
 
+    @abstractmethod
     def instances(self, cloud: Cloud, service: str) -> list[CloudInstance]:
         """Every instance of ``cloud`` labelled ``slipstream-service=service`` (gone ones
         too, where the cloud still shows them); CloudError when the cloud cannot be asked."""
-        raise NotImplementedError
 
+    @abstractmethod
     def terminate(self, cloud: Cloud, instances: Sequence[CloudInstance]) -> None:
         """Remove ``instances`` from ``cloud``."""
-        raise NotImplementedError
 
     def missing(self, state: StateInstance, seen: CloudInstance | None) -> str:
         """Why ``state``'s instance counts as gone (``seen``: how the cloud shows it)."""

@@ -14,29 +14,13 @@ from __future__ import annotations
 
 import dataclasses
 
+from engine.builtins import INSTANCE_BUILTINS as ENGINE_BUILTINS
 from engine.errors import Problem
 from engine.recipes.model import InputSpec, InputType
 from engine.recipes.yamlsrc import Located
 
-#: What the engine sets for every instance (DESIGN section 4), SlipStream's names included;
-#: mappings may read them. ``engine.coordination.keys`` knows the same names.
-INSTANCE_BUILTINS = frozenset(
-    {
-        "hostname",
-        "instanceid",
-        "cloud",
-        "cloudservice",
-        "nodename",
-        "node_instance_name",
-        "id",
-        "multiplicity",
-        "service-offer",
-        "image.id",
-        "statecustom",
-        "scale.state",
-    }
-)
-# Keys every instance or node already has; recipes may not redeclare them.
+#: What the engine sets for every instance; mappings may read them.
+INSTANCE_BUILTINS = frozenset(ENGINE_BUILTINS)
 RESERVED = INSTANCE_BUILTINS | {"ids", "state", "abort", "category", "complete"}
 BOOL_TEXT = {"true": "true", "false": "false"}
 

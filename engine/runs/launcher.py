@@ -154,17 +154,7 @@ def _start_isolated(
     info_read, info_write = os.pipe()
     try:
         argv = spec.argv(bwrap, _agent_argv(sandbox, settings_fd), info_write)
-        with open(sandbox / "agent.out", "ab") as out:
-            proc = subprocess.Popen(
-                argv,
-                cwd=sandbox / "work",
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                pass_fds=(settings_fd, info_write),
-            )
+        proc = _spawn(argv, sandbox, env, (settings_fd, info_write))
     except OSError as err:
         os.close(info_read)
         return 0, f"cannot run bwrap ({err.strerror or err})"
@@ -181,20 +171,28 @@ def _start_isolated(
         return 0, f"bwrap cannot make namespaces here (exit {code}, see agent.out)"
 
 
+def _spawn(
+    argv: list[str], sandbox: Path, env: dict[str, str], fds: tuple[int, ...]
+) -> subprocess.Popen[bytes]:
+    """The agent's process (or bwrap holding it), in a session of its own, its output
+    appended to ``agent.out``, given only the descriptors ``fds``."""
+    with open(sandbox / "agent.out", "ab") as out:
+        return subprocess.Popen(
+            argv,
+            cwd=sandbox / "work",
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            pass_fds=fds,
+        )
+
+
 def _start_plain(settings: bytes, env: dict[str, str], sandbox: Path) -> int:
     settings_fd = _settings_pipe(settings)
     try:
-        with open(sandbox / "agent.out", "ab") as out:
-            proc = subprocess.Popen(
-                _agent_argv(sandbox, settings_fd),
-                cwd=sandbox / "work",
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                pass_fds=(settings_fd,),
-            )
+        proc = _spawn(_agent_argv(sandbox, settings_fd), sandbox, env, (settings_fd,))
     finally:
         os.close(settings_fd)
     return proc.pid

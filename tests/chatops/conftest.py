@@ -21,9 +21,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,8 +30,8 @@ import pytest
 
 from engine.service import Service
 from tests.chatops.slackfake import Answer, FakeSlack, command_body, send, signed_headers
-from tests.e2e import REPO, cli, marked_processes
-from tests.webhooks.test_resident import free_port
+from tests.e2e import cli, marked_processes
+from tests.served import serve
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 TOKEN = "xoxb-17653672481-19874698323-pdFZKVeTuE8sk7oOcBrzbqgy"
@@ -49,7 +46,8 @@ class Served:
     home: Path
     url: str
     slack: FakeSlack
-    proc: subprocess.Popen[str]
+    proc: subprocess.Popen[bytes]
+    log_file: Path
 
     @property
     def events_url(self) -> str:
@@ -74,7 +72,7 @@ class Served:
         return doc
 
     def log(self) -> str:
-        return (self.home / "serve.log").read_text()
+        return self.log_file.read_text(errors="replace")
 
 
 def write_recipes(root: Path) -> None:
@@ -171,33 +169,17 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
             "team_id": TEAM,
             "profile": {"email": "dave@example.org"},
         }
-        port = free_port()
-        env = dict(
-            os.environ,
-            SLIPSTREAM_HOME=str(home),
-            SLACK_SIGNING_SECRET=SECRET,
-            SLACK_BOT_TOKEN=TOKEN,
-            SLACK_API_URL=slack.api_url,
+        started = serve(
+            home,
+            tls=False,
+            env={
+                "SLACK_SIGNING_SECRET": SECRET,
+                "SLACK_BOT_TOKEN": TOKEN,
+                "SLACK_API_URL": slack.api_url,
+            },
         )
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "engine.cli.app", "serve", "--port", str(port)],
-            cwd=REPO,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=open(home / "serve.log", "a"),  # noqa: SIM115 - the child owns it
-            text=True,
-        )
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/healthz", timeout=2):
-                    break
-            except OSError:
-                assert proc.poll() is None, (home / "serve.log").read_text()
-                assert time.monotonic() < deadline, "serve did not start"
-                time.sleep(0.1)
-        server = Served(home, url, slack, proc)
+        proc = started.proc
+        server = Served(home, started.url, slack, proc, started.log)
         try:
             yield server
         finally:

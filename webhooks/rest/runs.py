@@ -21,7 +21,7 @@ import webhooks.rest.schemas as s
 from engine.access import Actor
 from engine.recipes.overrides import Overrides
 from engine.service import Service
-from engine.store.runstore import RunFilter, RunRecord
+from engine.store.runstore import RunFilter
 from webhooks.rest.auth import current_actor
 
 
@@ -40,10 +40,6 @@ def run_document(service: Service, actor: Actor, run_id: str, last: int) -> dict
     shown = events[len(events) - last :] if last else []
     doc.update(events=shown, events_before=len(events) - len(shown), checkpoint=run.checkpoint)
     return doc
-
-
-def brief(run: RunRecord) -> dict[str, Any]:
-    return run.brief()
 
 
 def runs_blueprint(service: Service, auth: HTTPTokenAuth) -> APIBlueprint:
@@ -89,7 +85,7 @@ def runs_blueprint(service: Service, auth: HTTPTokenAuth) -> APIBlueprint:
         runs = service.list_runs(actor(), where)
         more = len(runs) == where.limit
         return {
-            "runs": [brief(r) for r in runs],
+            "runs": [r.brief() for r in runs],
             "next": repr(runs[-1].created_at) if more else None,
         }
 
